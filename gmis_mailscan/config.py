@@ -1,0 +1,238 @@
+"""config.toml → Config: typed, validated, with errors naming the file and the key.
+
+Every key is documented in config.example.toml. Secrets are not read here: an account only
+says where its password comes from (`password_env`, `password_file`, `password_command`);
+`secrets.py` reads it when connecting, so a Config can be logged or shown safely.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .tomlcheck import Table, TomlError, load_toml
+
+ENV_CONFIG = "GMIS_MAILSCAN_CONFIG"
+DEFAULT_CONFIG = Path("config.toml")
+LOCAL_KINDS = ("maildir", "mbox", "eml_dir")
+SECURITY = ("tls", "starttls", "plain")
+
+
+@dataclass(frozen=True)
+class PasswordSource:
+    """Where a secret comes from; never the secret itself."""
+
+    env: str | None = None
+    file: Path | None = None
+    command: str | None = None
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    security: str
+    username: str
+    password: PasswordSource | None  # None with auth = "oauth2"
+    auth: str = "password"  # "password" | "oauth2"
+    token_command: str | None = None  # prints an OAuth2 access token (XOAUTH2)
+    ca_file: Path | None = None
+    folders: tuple[str, ...] | None = None  # None = "auto": INBOX + junk folders found
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    kind: str  # maildir | mbox | eml_dir
+    path: Path
+    junk_paths: tuple[Path, ...] = ()  # mbox files / eml folders that are junk
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    imap: ImapSettings | None = None
+    local: LocalSettings | None = None
+    junk_folders: tuple[str, ...] = ()
+    institution: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    database_url: str
+    accounts: tuple[Account, ...]
+    sender: str = "info@g-mis.net"
+    quota_full_ratio: float = 0.9
+    rules_dir: Path | None = None
+    batch_size: int = 50
+    timeout: float = 30.0
+    concurrency: int = 4
+    lock_timeout: float = 0.0
+    dkim: bool = False
+    authserv_ids: tuple[str, ...] = ()
+    accounts_by_name: dict[str, Account] = field(default_factory=dict, compare=False)
+
+
+def config_path(option: str | None) -> Path:
+    """--config, else $GMIS_MAILSCAN_CONFIG, else ./config.toml."""
+    return Path(option or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+
+
+def default_database_url(base: Path) -> str:
+    return f"sqlite:///{(base / 'gmis-mailscan.sqlite3').resolve()}"
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file; raise TomlError naming the key on any mistake."""
+    top = Table(load_toml(path), path)
+    base = path.resolve().parent
+    database = top.table("database", {})
+    url = database.get("url", str, default_database_url(base))
+    scan = top.table("scan", {})
+    verify = top.table("verify", {})
+    accounts = tuple(_account(t, base) for t in top.tables("accounts"))
+    names = [a.name for a in accounts]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise TomlError(path, f"accounts[{i}].name", f"duplicate account name {name!r}")
+    ratio = scan.get("quota_full_ratio", float, 0.9)
+    if not 0 < ratio <= 1:
+        raise scan.error("quota_full_ratio", f"expected a number in (0, 1], got {ratio}")
+    rules_dir = scan.get("rules_dir", str, None)
+    config = Config(
+        path=path,
+        database_url=_sqlite_relative(url, base),
+        accounts=accounts,
+        sender=scan.get("sender", str, "info@g-mis.net").strip().lower(),
+        quota_full_ratio=ratio,
+        rules_dir=_resolve(base, rules_dir) if rules_dir else None,
+        batch_size=_positive(scan, "batch_size", 50),
+        timeout=float(_positive(scan, "timeout", 30)),
+        concurrency=_positive(scan, "concurrency", 4),
+        lock_timeout=scan.get("lock_timeout", float, 0.0),
+        dkim=verify.get("dkim", bool, False),
+        authserv_ids=tuple(verify.str_list("authserv_ids", [])),
+        accounts_by_name={a.name: a for a in accounts},
+    )
+    for t in (database, scan, verify, top):
+        t.done()
+    return config
+
+
+def no_config() -> Config:
+    """No config file: the database in the working directory, no accounts."""
+    return Config(path=None, database_url=default_database_url(Path.cwd()), accounts=())
+
+
+def with_local_account(
+    config: Config, kind: str, path: Path, name: str, junk: tuple[Path, ...] = ()
+) -> Config:
+    """`config` scanning only PATH (`scan --maildir/--mbox/--eml-dir PATH`)."""
+    account = Account(name, local=LocalSettings(kind, path.resolve(), junk))
+    return replace(config, accounts=(account,), accounts_by_name={name: account})
+
+
+def _account(t: Table, base: Path) -> Account:
+    name = t.get("name", str)
+    if not name.strip():
+        raise t.error("name", "must not be empty")
+    kinds = [k for k in LOCAL_KINDS if t.has(k)]
+    if len(kinds) > 1:
+        raise t.error(kinds[1], f"give only one of {', '.join(LOCAL_KINDS)}, host")
+    imap = local = None
+    if kinds:
+        if t.has("host"):
+            raise t.error("host", f"an account reads either IMAP (host) or {kinds[0]}, not both")
+        junk = tuple(_resolve(base, p) for p in t.str_list("junk_paths", []))
+        local = LocalSettings(kinds[0], _resolve(base, t.get(kinds[0], str)), junk)
+    else:
+        imap = _imap(t, base)
+    account = Account(
+        name=name,
+        imap=imap,
+        local=local,
+        junk_folders=tuple(t.str_list("junk_folders", [])),
+        institution=t.get("institution", str, None),
+        address=t.get("address", str, None),
+    )
+    t.done()
+    return account
+
+
+def _imap(t: Table, base: Path) -> ImapSettings:
+    if not t.has("host"):
+        raise t.error("host", f"required key is missing (or give one of {', '.join(LOCAL_KINDS)})")
+    security = t.choice("security", SECURITY, "tls")
+    port = t.get("port", int, {"tls": 993}.get(security, 143))
+    if not 0 < port < 65536:
+        raise t.error("port", f"expected a port number, got {port}")
+    auth = t.choice("auth", ("password", "oauth2"), "password")
+    password = None
+    token_command = None
+    if auth == "oauth2":
+        token_command = t.get("token_command", str)
+    else:
+        password = _password_source(t, base)
+    folders = t.data.get("folders", "auto")
+    if folders == "auto":
+        t.get("folders", str, "auto")
+        folder_list = None
+    else:
+        folder_list = tuple(t.str_list("folders"))
+    ca_file = t.get("ca_file", str, None)
+    return ImapSettings(
+        host=t.get("host", str),
+        port=port,
+        security=security,
+        username=t.get("username", str),
+        password=password,
+        auth=auth,
+        token_command=token_command,
+        ca_file=_resolve(base, ca_file) if ca_file else None,
+        folders=folder_list,
+    )
+
+
+def _password_source(t: Table, base: Path) -> PasswordSource:
+    given = [k for k in ("password_env", "password_file", "password_command") if t.has(k)]
+    if t.has("password"):
+        raise t.error(
+            "password",
+            "passwords are not written in the config: use password_env, password_file "
+            "or password_command",
+        )
+    if len(given) != 1:
+        raise t.error(
+            "password_env", "give exactly one of password_env, password_file, password_command"
+        )
+    key = given[0]
+    value = t.get(key, str)
+    if key == "password_env":
+        return PasswordSource(env=value)
+    if key == "password_file":
+        return PasswordSource(file=_resolve(base, value))
+    return PasswordSource(command=value)
+
+
+def _positive(t: Table, key: str, default: int) -> int:
+    value = t.get(key, int, default)
+    if value <= 0:
+        raise t.error(key, f"expected a positive integer, got {value}")
+    return value
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _sqlite_relative(url: str, base: Path) -> str:
+    """sqlite:///relative.db is relative to the config file, not to cron's working dir."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:":
+            return prefix + str(base / rest)
+    return url

@@ -1,0 +1,68 @@
+"""Text normalization for matching Japanese mail.
+
+Rules match on NFKC text (ＩＤ → ID, ： → :, （） → ()) with spaces folded, but names and
+addresses are reported as written (①, 髙 and ～ stay). `Normalized` keeps, for every character
+of the normalized text, the index of the original character it came from, so a match on the
+normalized text can be cut out of the original.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+
+def nfkc(text: str) -> str:
+    """NFKC with every run of whitespace folded to one space, trimmed."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def compact(text: str) -> str:
+    """A key for comparing names: NFKC, case-folded, no whitespace at all."""
+    return "".join(unicodedata.normalize("NFKC", text).split()).casefold()
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """Normalized text plus a map back to the original."""
+
+    text: str
+    original: str
+    origin: tuple[int, ...]  # origin[i] = index in `original` of text[i]
+
+    def original_span(self, start: int, end: int) -> str:
+        """The original text behind text[start:end], with its whitespace folded."""
+        if start >= end:
+            return ""
+        piece = self.original[self.origin[start] : self.origin[end - 1] + 1]
+        return " ".join(piece.split())
+
+
+def normalize(original: str) -> Normalized:
+    """Normalize per character: NFKC, horizontal whitespace folded, blank lines dropped.
+
+    Lines are kept, so rules can anchor on a line (a greeting) or cross lines with ``\\s*``
+    (a field whose value was wrapped onto the next line).
+    """
+    src = original.replace("\r\n", "\n").replace("\r", "\n")
+    out: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(src):
+        piece = unicodedata.normalize("NFKC", ch)
+        for c in piece:
+            if c == "\n":
+                while out and out[-1] == " ":  # no trailing space on a line
+                    out.pop()
+                    origin.pop()
+                if not out or out[-1] == "\n":  # drop blank lines
+                    continue
+            elif c.isspace():
+                if not out or out[-1] in " \n":
+                    continue
+                c = " "
+            out.append(c)
+            origin.append(i)
+    while out and out[-1] in " \n":
+        out.pop()
+        origin.pop()
+    return Normalized("".join(out), src, tuple(origin))

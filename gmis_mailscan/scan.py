@@ -1,0 +1,237 @@
+"""One scan run: for each account, source → parse → classify → verify → store.
+
+Only this module knows the order of the stages. Accounts are scanned concurrently (bounded by
+[scan] concurrency); one failing account is recorded with its reason and the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .classify import classify, is_candidate
+from .config import Account, Config
+from .parse import UnparseableMessage, parse
+from .records import UNPARSEABLE, RawMessage, Reason, ScannedMessage
+from .rules import Rules
+from .sources import Folder, Source, SourceError
+from .sources.local import LocalSource
+from .store.repo import Repo
+from .verify import VerifyPolicy, verify
+
+
+@dataclass
+class AccountOutcome:
+    name: str
+    error: str | None = None
+    fetched: int = 0  # messages read from the source
+    stored: int = 0  # new message rows
+    folders: list[tuple[str, str, int]] = field(default_factory=list)  # (name, role, fetched)
+    quota_ratio: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ScanOutcome:
+    run_id: int
+    accounts: list[AccountOutcome]
+
+    @property
+    def status(self) -> str:
+        failed = sum(not a.ok for a in self.accounts)
+        if not failed:
+            return "ok"
+        return "failed" if failed == len(self.accounts) else "partial"
+
+
+class Progress:
+    """Callbacks for a terminal display; the default does nothing (the core never prints)."""
+
+    def folder(self, account: str, folder: Folder) -> None: ...
+
+    def fetched(self, account: str, folder: Folder, count: int) -> None: ...
+
+
+SourceOpener = Callable[[Account, Config, Rules], Source]
+
+
+def open_source(account: Account, config: Config, rules: Rules) -> Source:
+    junk = rules.junk_names + account.junk_folders
+    if account.local is not None:
+        return LocalSource(account.local, junk, config.batch_size)
+    from .sources.imap import ImapSource  # imported here: disk-only runs need no IMAP code
+
+    return ImapSource(account, config, junk)
+
+
+def verify_policy(config: Config, rules: Rules) -> VerifyPolicy:
+    return VerifyPolicy(
+        sender=config.sender,
+        official_hosts=rules.official_hosts,
+        authserv_ids=config.authserv_ids,
+        check_dkim=config.dkim,
+    )
+
+
+def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessage | None:
+    """Parse, classify and verify one message; None when it is not G-MIS-looking mail.
+
+    Never raises: a message that cannot be read becomes an `unparseable` record with the
+    reason, so one bad message cannot stop a scan.
+    """
+    base = dict(
+        folder=raw.folder,
+        folder_role=raw.folder_role,
+        locator=raw.locator,
+        uid=raw.uid,
+        sha256=hashlib.sha256(raw.data).hexdigest(),
+        size=len(raw.data),
+    )
+    try:
+        parsed = parse(raw.data)
+    except UnparseableMessage as exc:
+        return ScannedMessage(**base, type=UNPARSEABLE, parse_error=str(exc))
+    try:
+        if not is_candidate(parsed, rules):
+            return None
+        classified = classify(parsed, rules)
+        verdict = verify(parsed, raw.data, policy)
+    except Exception as exc:  # a bug must cost one message, not the run
+        return ScannedMessage(
+            **base,
+            type=UNPARSEABLE,
+            message_id=parsed.message_id,
+            subject=parsed.subject,
+            parse_error=f"internal error while classifying: {type(exc).__name__}: {exc}",
+        )
+    addresses = [addr for _, addr in parsed.from_addresses]
+    return ScannedMessage(
+        **base,
+        type=classified.type,
+        message_id=parsed.message_id,
+        subject=parsed.subject,
+        from_address=", ".join(addresses) or None,
+        date=parsed.date,
+        rule=classified.rule,
+        fields=classified.fields,
+        genuine=verdict.genuine,
+        reasons=verdict.reasons,
+        warnings=verdict.warnings + _defect_warnings(parsed.defects),
+    )
+
+
+def _defect_warnings(defects: tuple[str, ...]) -> tuple[Reason, ...]:
+    if not defects:
+        return ()
+    text = ", ".join(defects)
+    return (Reason("mime_defects", f"MIME defects: {text}", f"MIME構造の不備: {text}"),)
+
+
+def scan(
+    config: Config,
+    rules: Rules,
+    repo: Repo,
+    *,
+    accounts: list[Account] | None = None,
+    progress: Progress | None = None,
+    opener: SourceOpener = open_source,
+) -> ScanOutcome:
+    """Scan the accounts (all by default); record the run; never raise for one account."""
+    progress = progress or Progress()
+    policy = verify_policy(config, rules)
+    chosen = list(config.accounts if accounts is None else accounts)
+    run_id = repo.start_run()
+    workers = max(1, min(config.concurrency, len(chosen)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = list(
+            pool.map(
+                lambda a: _scan_account(a, config, rules, repo, policy, progress, opener, run_id),
+                chosen,
+            )
+        )
+    result = ScanOutcome(run_id, outcomes)
+    repo.finish_run(
+        run_id,
+        result.status,
+        sum(a.fetched for a in outcomes),
+        sum(a.stored for a in outcomes),
+        [f"{a.name}: {a.error}" for a in outcomes if a.error],
+    )
+    return result
+
+
+def _scan_account(
+    account: Account,
+    config: Config,
+    rules: Rules,
+    repo: Repo,
+    policy: VerifyPolicy,
+    progress: Progress,
+    opener: SourceOpener,
+    run_id: int,
+) -> AccountOutcome:
+    outcome = AccountOutcome(account.name)
+    repo.sync_account(account)
+    source = None
+    try:
+        source = opener(account, config, rules)
+        quota = source.quota()
+        repo.set_quota(account.name, quota)
+        outcome.quota_ratio = quota.ratio if quota else None
+        for folder in source.folders():
+            progress.folder(account.name, folder)
+            fetched = _scan_folder(
+                account.name, folder, source, repo, rules, policy, run_id, outcome, progress
+            )
+            outcome.folders.append((folder.name, folder.role, fetched))
+    except Exception as exc:  # unreachable host, refused login, dropped connection, bad path
+        outcome.error = describe_error(exc)
+    finally:
+        if source is not None:
+            try:
+                source.close()
+            except Exception:  # the connection may already be gone
+                pass
+    repo.finish_account(account.name, outcome.error)
+    return outcome
+
+
+def _scan_folder(
+    account: str,
+    folder: Folder,
+    source: Source,
+    repo: Repo,
+    rules: Rules,
+    policy: VerifyPolicy,
+    run_id: int,
+    outcome: AccountOutcome,
+    progress: Progress,
+) -> int:
+    """Fetch new messages of one folder in batches, each stored with the folder state."""
+    state = repo.folder_state(account, folder.name)
+    fetched = 0
+    for batch in source.fetch(folder, state):
+        scanned = [s for s in (examine(m, rules, policy) for m in batch.messages) if s]
+        outcome.stored += repo.store_batch(
+            account, folder.name, folder.role, scanned, batch.uidvalidity, batch.last_uid, run_id
+        )
+        fetched += len(batch.messages)
+        outcome.fetched += len(batch.messages)
+        progress.fetched(account, folder, len(batch.messages))
+    known = set(repo.folder_state(account, folder.name).known)
+    if known:
+        repo.prune_locations(account, folder.name, source.present(folder, known))
+    return fetched
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the report and the cron mail; never a password (sources never put it in)."""
+    if isinstance(exc, SourceError):
+        return str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

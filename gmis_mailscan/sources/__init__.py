@@ -1,0 +1,75 @@
+"""Where messages come from: an IMAP account (imap.py) or mail on disk (local.py).
+
+A source lists folders with their roles, reports mailbox usage, and yields new messages of a
+folder in batches with the folder state to remember after each batch. The scan stores a batch
+and its state in one transaction, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..records import FolderRole, RawMessage
+
+
+@dataclass(frozen=True)
+class Folder:
+    name: str
+    role: FolderRole
+
+
+@dataclass(frozen=True)
+class FolderState:
+    """What the database remembers of a folder."""
+
+    uidvalidity: int | None = None
+    last_uid: int = 0
+    known: frozenset[str] = field(default_factory=frozenset)  # locators already stored
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Some new messages of a folder and the folder state to save with them."""
+
+    messages: tuple[RawMessage, ...]
+    uidvalidity: int | None
+    last_uid: int
+
+
+@dataclass(frozen=True)
+class Quota:
+    used_kib: int
+    limit_kib: int
+
+    @property
+    def ratio(self) -> float | None:
+        return self.used_kib / self.limit_kib if self.limit_kib else None
+
+
+class SourceError(RuntimeError):
+    """The account cannot be read (login refused, host unreachable, path missing)."""
+
+
+class Source(Protocol):
+    def folders(self) -> list[Folder]: ...
+
+    def quota(self) -> Quota | None: ...
+
+    def fetch(self, folder: Folder, state: FolderState) -> Iterator[Batch]: ...
+
+    def present(self, folder: Folder, locators: set[str]) -> set[str]: ...
+
+    def close(self) -> None: ...
+
+
+def is_junk_name(name: str, junk_names: tuple[str, ...], delimiter: str = "/") -> bool:
+    """Is `name` (a full folder path) a junk folder by name, at the top or any level?
+
+    ``[Gmail]/迷惑メール`` matches itself; ``INBOX/Spam`` matches ``Spam``; case is ignored.
+    """
+    wanted = {n.casefold() for n in junk_names}
+    full = name.casefold()
+    leaf = full.rsplit(delimiter, 1)[-1] if delimiter else full
+    return full in wanted or leaf in wanted or full.replace(delimiter, "/") in wanted

@@ -1,0 +1,47 @@
+"""Read the database, assess every account, and record each institution's decided state.
+
+The glue behind `report`, `mark` and the end of `scan`: stored data in, Assessments out.
+"""
+
+from __future__ import annotations
+
+from .assess import AccountFacts, Assessment, assess_account
+from .config import Config
+from .rules import Rules
+from .store.repo import InstitutionState, Repo
+
+
+def assess_all(config: Config, rules: Rules, repo: Repo, save: bool = True) -> list[Assessment]:
+    """Assessments for the config's accounts (or, with none configured, the stored ones)."""
+    stored = {a.name: a for a in repo.accounts()}
+    names = [a.name for a in config.accounts] or list(stored)
+    results: list[Assessment] = []
+    for name in names:
+        info = stored.get(name)
+        configured = config.accounts_by_name.get(name)
+        facts = AccountFacts(
+            name=name,
+            institution=configured.institution if configured else info and info.institution,
+            address=configured.address if configured else info and info.address,
+            quota=info.quota if info else None,
+            last_error=info.last_error if info else None,
+            answers=tuple((a.institution, a.answer) for a in repo.answers(name)),
+            scanned=info is not None and info.last_scan_at is not None,
+        )
+        assessments = assess_account(facts, repo.messages(name), rules, config.quota_full_ratio)
+        if save and info is not None:
+            repo.save_institutions(name, [_state(a) for a in assessments])
+        results.extend(assessments)
+    return results
+
+
+def _state(a: Assessment) -> InstitutionState:
+    return InstitutionState(
+        key=a.key,
+        name=a.institution,
+        login_id=a.login_id,
+        application_number=a.application_number,
+        address=a.address,
+        state=a.decision.state,
+        path=a.decision.path,
+    )

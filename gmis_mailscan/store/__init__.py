@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables (models.py) and the only code that reads or writes them (repo.py)."""

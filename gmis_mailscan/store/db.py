@@ -1,0 +1,127 @@
+"""Opening the database: engine settings, schema migrations, and the one-scan-at-a-time lock."""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be opened or upgraded; str() says which and why."""
+
+
+def connect(url: str, *, migrate: bool = True) -> Engine:
+    """An engine for `url`, schema upgraded to the latest migration unless told otherwise."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"[database] url is not a database URL: {url!r}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if migrate:
+        try:
+            upgrade(engine)
+        except OperationalError as exc:
+            engine.dispose()
+            raise DatabaseError(f"cannot open database {parsed!r}: {exc.orig}") from None
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL: readers never block the scan, and a killed writer leaves the file consistent."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision`; a no-op when it is there already."""
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        if current_revision(conn) == ScriptDirectory.from_config(cfg).get_current_head():
+            return
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def current_revision(conn) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextmanager
+def scan_lock(engine: Engine, wait_seconds: float) -> Iterator[bool]:
+    """Hold the scan lock for the duration; yields False when another scan holds it.
+
+    Two cron runs may overlap. On PostgreSQL an advisory lock covers every scanner pointed at
+    the same database; on SQLite an exclusive lock file beside the database does.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            got = _pg_lock(conn, wait_seconds)
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(7426001)"))
+                    conn.commit()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield True
+        return
+    with _file_lock(Path(database + ".lock"), wait_seconds) as got:
+        yield got
+
+
+def _pg_lock(conn, wait_seconds: float) -> bool:
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        got = conn.execute(text("SELECT pg_try_advisory_lock(7426001)")).scalar()
+        conn.commit()
+        if got or time.monotonic() >= deadline:
+            return bool(got)
+        time.sleep(0.5)
+
+
+@contextmanager
+def _file_lock(path: Path, wait_seconds: float) -> Iterator[bool]:
+    deadline = time.monotonic() + wait_seconds
+    with path.open("a") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.2)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,132 @@
+"""SQLAlchemy tables. The schema is created and changed only by Alembic (migrations/)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AccountRow(Base):
+    """A mailbox; its last known quota and the outcome of its last scan."""
+
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    institution: Mapped[str | None] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(Text)
+    quota_used_kib: Mapped[int | None] = mapped_column(BigInteger)
+    quota_limit_kib: Mapped[int | None] = mapped_column(BigInteger)
+    quota_checked_at: Mapped[datetime | None]
+    last_scan_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class FolderRow(Base):
+    """Per-folder IMAP state, so a rescan fetches only new messages."""
+
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(500))
+    role: Mapped[str] = mapped_column(String(10))
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime | None]
+
+
+class MessageRow(Base):
+    """One G-MIS(-looking) message, once per account however many folders hold it.
+
+    `dedup_key` is the Message-ID, or the SHA-256 of the bytes when there is none, so a message
+    moved between folders or rescanned after a UIDVALIDITY change is not stored twice. The
+    password URL's token is never stored: `fields` holds it masked, plus a hash of it.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("account_id", "dedup_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    dedup_key: Mapped[str] = mapped_column(String(500))
+    message_id: Mapped[str | None] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    subject: Mapped[str | None] = mapped_column(Text)
+    from_address: Mapped[str | None] = mapped_column(Text)
+    date: Mapped[datetime | None]
+    type: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str | None] = mapped_column(String(64))
+    fields: Mapped[dict] = mapped_column(JSON, default=dict)
+    genuine: Mapped[bool | None]
+    reasons: Mapped[list] = mapped_column(JSON, default=list)
+    warnings: Mapped[list] = mapped_column(JSON, default=list)
+    parse_error: Mapped[str | None] = mapped_column(Text)
+    first_run_id: Mapped[int | None] = mapped_column(ForeignKey("scan_runs.id"))
+    created_at: Mapped[datetime]
+
+
+class LocationRow(Base):
+    """Where a message is now: folder, role and UID (IMAP) or file (disk)."""
+
+    __tablename__ = "locations"
+    __table_args__ = (
+        UniqueConstraint("message_pk", "folder"),
+        Index("ix_locations_account_folder", "account_id", "folder"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    folder: Mapped[str] = mapped_column(String(500))
+    role: Mapped[str] = mapped_column(String(10))
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    locator: Mapped[str] = mapped_column(Text)
+    seen_at: Mapped[datetime]
+
+
+class StaffAnswerRow(Base):
+    """What staff told the tool (SPEC §3 rows 2–3), dated; withdrawn rather than deleted."""
+
+    __tablename__ = "staff_answers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    institution: Mapped[str | None] = mapped_column(Text)  # None: every institution
+    answer: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime]
+    withdrawn_at: Mapped[datetime | None]
+
+
+class InstitutionRow(Base):
+    """Each institution's state as last decided, so a database user can see it without us."""
+
+    __tablename__ = "institutions"
+    __table_args__ = (UniqueConstraint("account_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(500))
+    name: Mapped[str | None] = mapped_column(Text)
+    login_id: Mapped[str | None] = mapped_column(Text)
+    application_number: Mapped[str | None] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[datetime]
+
+
+class ScanRunRow(Base):
+    """One run of `scan`: when, how it ended, what it fetched, which accounts failed."""
+
+    __tablename__ = "scan_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))  # running | ok | partial | failed
+    fetched: Mapped[int] = mapped_column(default=0)
+    stored: Mapped[int] = mapped_column(default=0)
+    errors: Mapped[list] = mapped_column(JSON, default=list)

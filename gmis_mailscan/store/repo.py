@@ -1,0 +1,407 @@
+"""The only code that reads or writes the tables. Plain records in, plain records out.
+
+Each write that belongs together is one transaction: a folder's batch of messages with the
+folder's new UID state, so a run cut off at any point leaves either all of a batch or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from ..config import Account
+from ..records import Reason, ScannedMessage
+from ..sources import FolderState, Quota
+from .models import (
+    AccountRow,
+    FolderRow,
+    InstitutionRow,
+    LocationRow,
+    MessageRow,
+    ScanRunRow,
+    StaffAnswerRow,
+)
+
+
+def now() -> datetime:
+    """Naive UTC, the same on SQLite and PostgreSQL."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    name: str
+    institution: str | None
+    address: str | None
+    quota: Quota | None
+    last_scan_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class StaffAnswer:
+    id: int
+    account: str
+    institution: str | None
+    answer: str
+    note: str | None
+    recorded_at: datetime
+    withdrawn_at: datetime | None
+
+
+@dataclass(frozen=True)
+class InstitutionState:
+    key: str
+    name: str | None
+    login_id: str | None
+    application_number: str | None
+    address: str | None
+    state: str
+    path: str
+
+
+class Repo:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # accounts -----------------------------------------------------------------------------
+
+    def sync_account(self, account: Account) -> None:
+        """Create the account row, or refresh what the config says of it."""
+        with Session(self.engine) as s, s.begin():
+            row = self._account(s, account.name, create=True)
+            row.institution = account.institution
+            row.address = account.address
+
+    def accounts(self) -> list[AccountInfo]:
+        with Session(self.engine) as s:
+            rows = s.scalars(select(AccountRow).order_by(AccountRow.name)).all()
+            return [_account_info(r) for r in rows]
+
+    def set_quota(self, name: str, quota: Quota | None) -> None:
+        with Session(self.engine) as s, s.begin():
+            row = self._account(s, name)
+            row.quota_used_kib = quota.used_kib if quota else None
+            row.quota_limit_kib = quota.limit_kib if quota else None
+            row.quota_checked_at = now()
+
+    def finish_account(self, name: str, error: str | None) -> None:
+        with Session(self.engine) as s, s.begin():
+            row = self._account(s, name)
+            row.last_scan_at = now()
+            row.last_error = error
+
+    # folders and messages -----------------------------------------------------------------
+
+    def folder_state(self, account: str, folder: str) -> FolderState:
+        with Session(self.engine) as s:
+            acc = self._account(s, account)
+            row = s.scalar(
+                select(FolderRow).where(FolderRow.account_id == acc.id, FolderRow.name == folder)
+            )
+            known = s.scalars(
+                select(LocationRow.locator).where(
+                    LocationRow.account_id == acc.id, LocationRow.folder == folder
+                )
+            ).all()
+            if row is None:
+                return FolderState(known=frozenset(known))
+            return FolderState(row.uidvalidity, row.last_uid, frozenset(known))
+
+    def store_batch(
+        self,
+        account: str,
+        folder: str,
+        role: str,
+        messages: Iterable[ScannedMessage],
+        uidvalidity: int | None,
+        last_uid: int,
+        run_id: int | None,
+    ) -> int:
+        """Store one batch and the folder's new state atomically; return rows added.
+
+        A UIDVALIDITY different from the stored one means the server renumbered the folder:
+        its old locations are dropped in the same transaction, the messages stay.
+        """
+        added = 0
+        with Session(self.engine) as s, s.begin():
+            acc = self._account(s, account)
+            frow = s.scalar(
+                select(FolderRow).where(FolderRow.account_id == acc.id, FolderRow.name == folder)
+            )
+            if frow is None:
+                frow = FolderRow(account_id=acc.id, name=folder, role=role, last_uid=0)
+                s.add(frow)
+            elif frow.uidvalidity is not None and uidvalidity != frow.uidvalidity:
+                s.execute(
+                    delete(LocationRow).where(
+                        LocationRow.account_id == acc.id, LocationRow.folder == folder
+                    )
+                )
+                frow.last_uid = 0
+            frow.role = role
+            frow.uidvalidity = uidvalidity
+            frow.last_uid = max(frow.last_uid, last_uid)
+            frow.updated_at = now()
+            for msg in messages:
+                added += self._store_message(s, acc.id, msg, run_id)
+        return added
+
+    def _store_message(self, s: Session, account_id: int, msg: ScannedMessage, run_id) -> int:
+        row = s.scalar(
+            select(MessageRow).where(
+                MessageRow.account_id == account_id, MessageRow.dedup_key == msg.dedup_key
+            )
+        )
+        added = 0
+        if row is None:
+            row = MessageRow(
+                account_id=account_id,
+                dedup_key=msg.dedup_key,
+                message_id=msg.message_id,
+                sha256=msg.sha256,
+                size=msg.size,
+                subject=msg.subject,
+                from_address=msg.from_address,
+                date=_naive_utc(msg.date),
+                type=msg.type,
+                rule=msg.rule,
+                fields=dict(msg.fields),
+                genuine=msg.genuine,
+                reasons=[r.as_dict() for r in msg.reasons],
+                warnings=[r.as_dict() for r in msg.warnings],
+                parse_error=msg.parse_error,
+                first_run_id=run_id,
+                created_at=now(),
+            )
+            s.add(row)
+            s.flush()
+            added = 1
+        loc = s.scalar(
+            select(LocationRow).where(
+                LocationRow.message_pk == row.id, LocationRow.folder == msg.folder
+            )
+        )
+        if loc is None:
+            loc = LocationRow(message_pk=row.id, account_id=account_id, folder=msg.folder)
+            s.add(loc)
+        loc.role, loc.uid, loc.locator, loc.seen_at = msg.folder_role, msg.uid, msg.locator, now()
+        return added
+
+    def prune_locations(self, account: str, folder: str, present: set[str]) -> int:
+        """Forget where messages were that a folder no longer holds (moved or deleted)."""
+        with Session(self.engine) as s, s.begin():
+            acc = self._account(s, account)
+            gone = [
+                loc
+                for loc in s.scalars(
+                    select(LocationRow).where(
+                        LocationRow.account_id == acc.id, LocationRow.folder == folder
+                    )
+                )
+                if loc.locator not in present
+            ]
+            for loc in gone:
+                s.delete(loc)
+            return len(gone)
+
+    def messages(self, account: str) -> list[ScannedMessage]:
+        """Every stored message of an account, once per folder that holds it now."""
+        with Session(self.engine) as s:
+            acc = self._account(s, account, missing_ok=True)
+            if acc is None:
+                return []
+            rows = s.execute(
+                select(MessageRow, LocationRow)
+                .join(LocationRow, LocationRow.message_pk == MessageRow.id)
+                .where(MessageRow.account_id == acc.id)
+                .order_by(MessageRow.date, MessageRow.id, LocationRow.folder)
+            ).all()
+            return [_scanned(m, loc) for m, loc in rows]
+
+    def message_count(self) -> int:
+        with Session(self.engine) as s:
+            return s.scalar(select(func.count(MessageRow.id))) or 0
+
+    # staff answers ------------------------------------------------------------------------
+
+    def add_answer(
+        self, account: str, answer: str, institution: str | None, note: str | None
+    ) -> StaffAnswer:
+        """Record an answer; it replaces (withdraws) earlier answers for the same target."""
+        with Session(self.engine) as s, s.begin():
+            acc = self._account(s, account, create=True)
+            self._withdraw(s, acc.id, institution)
+            row = StaffAnswerRow(
+                account_id=acc.id,
+                institution=institution,
+                answer=answer,
+                note=note,
+                recorded_at=now(),
+            )
+            s.add(row)
+            s.flush()
+            return _answer(row, account)
+
+    def withdraw_answers(self, account: str, institution: str | None) -> int:
+        with Session(self.engine) as s, s.begin():
+            acc = self._account(s, account, create=True)
+            return self._withdraw(s, acc.id, institution)
+
+    def _withdraw(self, s: Session, account_id: int, institution: str | None) -> int:
+        result = s.execute(
+            update(StaffAnswerRow)
+            .where(
+                StaffAnswerRow.account_id == account_id,
+                StaffAnswerRow.institution.is_(None)
+                if institution is None
+                else StaffAnswerRow.institution == institution,
+                StaffAnswerRow.withdrawn_at.is_(None),
+            )
+            .values(withdrawn_at=now())
+        )
+        return result.rowcount or 0
+
+    def answers(self, account: str, include_withdrawn: bool = False) -> list[StaffAnswer]:
+        with Session(self.engine) as s:
+            acc = self._account(s, account, missing_ok=True)
+            if acc is None:
+                return []
+            query = select(StaffAnswerRow).where(StaffAnswerRow.account_id == acc.id)
+            if not include_withdrawn:
+                query = query.where(StaffAnswerRow.withdrawn_at.is_(None))
+            rows = s.scalars(query.order_by(StaffAnswerRow.recorded_at, StaffAnswerRow.id))
+            return [_answer(r, account) for r in rows]
+
+    # institutions -------------------------------------------------------------------------
+
+    def save_institutions(self, account: str, states: list[InstitutionState]) -> None:
+        """Replace the account's decided institution states with `states`."""
+        with Session(self.engine) as s, s.begin():
+            acc = self._account(s, account, create=True)
+            s.execute(delete(InstitutionRow).where(InstitutionRow.account_id == acc.id))
+            for st in states:
+                s.add(
+                    InstitutionRow(
+                        account_id=acc.id,
+                        key=st.key,
+                        name=st.name,
+                        login_id=st.login_id,
+                        application_number=st.application_number,
+                        address=st.address,
+                        state=st.state,
+                        path=st.path,
+                        updated_at=now(),
+                    )
+                )
+
+    def institutions(self, account: str) -> list[InstitutionState]:
+        with Session(self.engine) as s:
+            acc = self._account(s, account, missing_ok=True)
+            if acc is None:
+                return []
+            rows = s.scalars(
+                select(InstitutionRow)
+                .where(InstitutionRow.account_id == acc.id)
+                .order_by(InstitutionRow.key)
+            )
+            return [
+                InstitutionState(
+                    r.key, r.name, r.login_id, r.application_number, r.address, r.state, r.path
+                )
+                for r in rows
+            ]
+
+    # scan runs ----------------------------------------------------------------------------
+
+    def start_run(self) -> int:
+        with Session(self.engine) as s, s.begin():
+            row = ScanRunRow(started_at=now(), status="running", fetched=0, stored=0, errors=[])
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def finish_run(
+        self, run_id: int, status: str, fetched: int, stored: int, errors: list[str]
+    ) -> None:
+        with Session(self.engine) as s, s.begin():
+            row = s.get(ScanRunRow, run_id)
+            row.finished_at = now()
+            row.status, row.fetched, row.stored, row.errors = status, fetched, stored, errors
+
+    def last_run(self) -> dict | None:
+        with Session(self.engine) as s:
+            row = s.scalar(select(ScanRunRow).order_by(ScanRunRow.id.desc()).limit(1))
+            if row is None:
+                return None
+            return {
+                "id": row.id,
+                "started_at": row.started_at.isoformat(),
+                "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+                "status": row.status,
+                "fetched": row.fetched,
+                "stored": row.stored,
+                "errors": list(row.errors or []),
+            }
+
+    # helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _account(s: Session, name: str, create: bool = False, missing_ok: bool = False):
+        row = s.scalar(select(AccountRow).where(AccountRow.name == name))
+        if row is None and create:
+            row = AccountRow(name=name)
+            s.add(row)
+            s.flush()
+        if row is None and not missing_ok:
+            raise KeyError(f"unknown account {name!r}")
+        return row
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _reasons(items: list[dict] | None) -> tuple[Reason, ...]:
+    return tuple(Reason(r["code"], r.get("en", ""), r.get("ja", "")) for r in items or [])
+
+
+def _scanned(m: MessageRow, loc: LocationRow) -> ScannedMessage:
+    return ScannedMessage(
+        folder=loc.folder,
+        folder_role=loc.role,
+        locator=loc.locator,
+        uid=loc.uid,
+        sha256=m.sha256,
+        size=m.size,
+        type=m.type,
+        message_id=m.message_id,
+        subject=m.subject,
+        from_address=m.from_address,
+        date=m.date,
+        rule=m.rule,
+        fields=dict(m.fields or {}),
+        genuine=m.genuine,
+        reasons=_reasons(m.reasons),
+        warnings=_reasons(m.warnings),
+        parse_error=m.parse_error,
+    )
+
+
+def _account_info(r: AccountRow) -> AccountInfo:
+    quota = None
+    if r.quota_limit_kib is not None and r.quota_used_kib is not None:
+        quota = Quota(r.quota_used_kib, r.quota_limit_kib)
+    return AccountInfo(r.name, r.institution, r.address, quota, r.last_scan_at, r.last_error)
+
+
+def _answer(r: StaffAnswerRow, account: str) -> StaffAnswer:
+    return StaffAnswer(
+        r.id, account, r.institution, r.answer, r.note, r.recorded_at, r.withdrawn_at
+    )
