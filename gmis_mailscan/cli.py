@@ -28,7 +28,7 @@ from .records import RawMessage, ScannedMessage
 from .report import formats
 from .rules import Rules, load_rules
 from .scan import Progress as ScanProgress
-from .scan import ScanOutcome, describe_error, examine, scan, verify_policy
+from .scan import ScanOutcome, describe_error, diagnose, examine, scan, verify_policy
 from .sources import Folder
 from .status import assess_all
 from .store.db import DatabaseError, connect, current_revision, scan_lock, upgrade
@@ -387,3 +387,41 @@ def init_command(path: Path) -> None:
         fail(f"{path} exists; not overwriting it")
     path.write_text(EXAMPLE_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
     click.echo(f"wrote {path}: edit the [[accounts]] tables, then run `gmis-mailscan scan`")
+
+
+# doctor -------------------------------------------------------------------------------------
+
+
+@main.command("doctor")
+@click.option("--account", "-a", "names", multiple=True, help="Check only this account (repeat).")
+@click.pass_obj
+def doctor_command(ctx: Context, names: tuple[str, ...]) -> None:
+    """Check the config against the servers without scanning: login, folders and roles,
+    mailbox usage, capabilities. Exit 3 if some accounts fail, 4 if all do."""
+    config = _config(ctx)
+    rules, _ = _rules_and_repo(config)
+    accounts = [a for a in config.accounts if not names or a.name in names]
+    if not accounts:
+        fail(f"{config.path}: no [[accounts]] to check")
+    failed = 0
+    for account in accounts:
+        try:
+            report = diagnose(account, config, rules)
+        except Exception as exc:
+            failed += 1
+            click.echo(f"{account.name}: FAILED: {describe_error(exc)}")
+            continue
+        click.echo(f"{account.name}: OK ({report['where']})")
+        for folder in report["folders"]:
+            click.echo(f"  folder {folder.name!r}: {folder.role}")
+        quota = report["quota"]
+        usage = (
+            "unknown (no QUOTA)"
+            if quota is None
+            else (f"{quota.used_kib} KiB of {quota.limit_kib} KiB ({quota.ratio:.0%})")
+        )
+        click.echo(f"  mailbox usage: {usage}")
+        if report["capabilities"]:
+            click.echo(f"  capabilities: {' '.join(report['capabilities'])}")
+    if failed:
+        sys.exit(EXIT_FAILED if failed == len(accounts) else EXIT_PARTIAL)

@@ -11,7 +11,8 @@ import re
 from .normalize import compact
 from .rules import Contact, ContactDirectory, Rules
 
-_POSTCODE = re.compile(r"^(?:〒)?\s*\d{3}-?\d{4}")
+# Japanese IMEs write the postcode hyphen as − (U+2212), ‐, ー and the like; NFKC keeps them.
+_POSTCODE = re.compile(r"^(?:〒)?\s*\d{3}[-‐‑‒–—―−ー]?\d{4}")
 _PREFECTURE = re.compile(r"^(東京都|北海道|(?:京都|大阪)府|.{2,3}?県)")
 
 

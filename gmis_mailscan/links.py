@@ -25,24 +25,23 @@ _TEXT_URL = re.compile(
 )
 _URL_RUN = re.compile(rf"[{_URL_CHARS}]+")
 _NEW_URL = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*://|www\.|mailto:)", re.IGNORECASE)
-# A wrapped continuation must look like the inside of a URL, not a word ("G-MIS", an ID).
 _URL_INNER = re.compile(r"[/?=&%#.~_]")
 _TRAILING = ".,;:!?'\"*"
 _CLOSERS = {")": "(", "]": "["}
 
-# (tag, attribute, Link.source): what a click navigates to, or what the client loads.
-_HTML_ATTRS: tuple[tuple[str, str, Literal["href", "src"]], ...] = (
-    ("a", "href", "href"),
-    ("area", "href", "href"),
-    ("form", "action", "href"),
-    ("img", "src", "src"),
-    ("script", "src", "src"),
-    ("iframe", "src", "src"),
-    ("frame", "src", "src"),
-    ("embed", "src", "src"),
-    ("source", "src", "src"),
-    ("link", "href", "src"),
-)
+# tag → (attribute, Link.source): what a click navigates to, or what the client loads.
+_HTML_ATTRS: dict[str, tuple[str, Literal["href", "src"]]] = {
+    "a": ("href", "href"),
+    "area": ("href", "href"),
+    "form": ("action", "href"),
+    "img": ("src", "src"),
+    "script": ("src", "src"),
+    "iframe": ("src", "src"),
+    "frame": ("src", "src"),
+    "embed": ("src", "src"),
+    "source": ("src", "src"),
+    "link": ("href", "src"),
+}
 _SPECIAL_SCHEMES = ("http", "https", "ftp", "ws", "wss")
 _URL_WHITESPACE = str.maketrans("", "", "\t\r\n")
 
@@ -73,15 +72,13 @@ def _text_urls(text: str) -> list[str]:
 
 
 def _continuation(lines: list[str], j: int) -> str | None:
-    if j >= len(lines):
-        return None
-    run = _URL_RUN.match(lines[j])
+    """The start of lines[j] if it continues a wrapped URL: URL characters that look like
+    the inside of a URL (not a word such as "G-MIS" or a login ID), not a new URL."""
+    run = _URL_RUN.match(lines[j]) if j < len(lines) else None
     if not run or _NEW_URL.match(run.group()):
         return None
     piece = run.group()
-    if not _URL_INNER.search(piece) or not re.search(r"[A-Za-z0-9]", piece):
-        return None
-    return piece
+    return piece if _URL_INNER.search(piece) and re.search(r"[A-Za-z0-9]", piece) else None
 
 
 def _trim(url: str) -> str:
@@ -98,16 +95,14 @@ def _trim(url: str) -> str:
 def _html_links(html: str) -> list[Link]:
     soup = BeautifulSoup(html, "html.parser")
     links: list[Link] = []
-    for tag in soup.find_all(True):
-        for name, attr, source in _HTML_ATTRS:
-            if tag.name != name:
-                continue
-            value = tag.get(attr)
-            if not isinstance(value, str) or not value.strip():
-                continue
-            url = value.strip().translate(_URL_WHITESPACE)
-            shown = (tag.get_text(" ", strip=True) or None) if name == "a" else None
-            links.append(Link(url, source, shown))
+    for tag in soup.find_all(list(_HTML_ATTRS)):
+        attr, source = _HTML_ATTRS[tag.name]
+        value = tag.get(attr)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        url = value.strip().translate(_URL_WHITESPACE)  # browsers drop tabs and newlines
+        shown = (tag.get_text(" ", strip=True) or None) if tag.name == "a" else None
+        links.append(Link(url, source, shown))
     for tag in soup(["script", "style", "head"]):
         tag.decompose()
     links.extend(Link(url, "text") for url in _text_urls(soup.get_text("\n")))

@@ -34,7 +34,11 @@ class Normalized:
         """The original text behind text[start:end], with its whitespace folded."""
         if start >= end:
             return ""
-        piece = self.original[self.origin[start] : self.origin[end - 1] + 1]
+        last = self.origin[end - 1]
+        # Up to the next character of the text: a voiced mark composed into `last` (ｶﾞ → ガ)
+        # is part of it; anything else skipped on the way is whitespace, folded below.
+        stop = next((o for o in self.origin[end:] if o > last), len(self.original))
+        piece = self.original[self.origin[start] : stop]
         return " ".join(piece.split())
 
 
@@ -50,6 +54,12 @@ def normalize(original: str) -> Normalized:
     for i, ch in enumerate(src):
         piece = unicodedata.normalize("NFKC", ch)
         for c in piece:
+            if unicodedata.combining(c) and out and out[-1] not in " \n":
+                # Per-character NFKC leaves half-width ｶﾞ as カ + U+3099: compose it (ガ).
+                composed = unicodedata.normalize("NFC", out[-1] + c)
+                if len(composed) == 1:
+                    out[-1] = composed
+                    continue
             if c == "\n":
                 while out and out[-1] == " ":  # no trailing space on a line
                     out.pop()

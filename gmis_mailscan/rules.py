@@ -63,6 +63,8 @@ class Rules:
     sender: str
     candidate_from: tuple[str, ...]
     candidate_subject: tuple[str, ...]
+    server_search_from: tuple[str, ...]
+    server_search_subject: tuple[str, ...]
     strip_prefixes: tuple[str, ...]
     subject_prefix: str
     types: tuple[TypeRule, ...]
@@ -83,7 +85,8 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
         raise TomlError(rules_dir, "", "rules folder not found")
     main_file = rules_dir / "gmis.toml"
     top = Table(load_toml(main_file), main_file)
-    sender = top.table("sender").get("address", str).strip().lower()
+    sender_table = top.table("sender")
+    sender = sender_table.get("address", str).strip().lower()
     candidate = top.table("candidate")
     subject = top.table("subject")
     fields = _field_rules(top.table("fields"))
@@ -95,6 +98,8 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
         sender=sender,
         candidate_from=tuple(compact(s) for s in candidate.str_list("from_contains")),
         candidate_subject=tuple(compact(s) for s in candidate.str_list("subject_contains")),
+        server_search_from=_ascii_terms(candidate, "server_search_from"),
+        server_search_subject=_ascii_terms(candidate, "server_search_subject"),
         strip_prefixes=tuple(compact(s) for s in subject.str_list("strip_prefixes", [])),
         subject_prefix=compact(subject.get("prefix", str, "")),
         types=types,
@@ -106,13 +111,23 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
             contacts.get("helpdesk_name", str), contacts.get("helpdesk_phone", str), "G-MIS"
         ),
     )
-    for t in (top, candidate, subject, verify, folders, contacts):
+    for t in (top, sender_table, candidate, subject, verify, folders, contacts):
         t.done()
     states, paths = _flowchart(rules_dir / "flowchart.toml")
     directories = tuple(
         _directory(path) for path in sorted((rules_dir / "contacts").glob("*.toml"))
     )
     return Rules(**rules, states=states, paths=paths, directories=directories)
+
+
+def _ascii_terms(table: Table, key: str) -> tuple[str, ...]:
+    terms = table.str_list(key)
+    for term in terms:
+        if not term.isascii() or not term.strip() or '"' in term:
+            raise table.error(key, f"server search terms must be plain ASCII, got {term!r}")
+    if not terms:
+        raise table.error(key, "needs at least one term")
+    return tuple(terms)
 
 
 def _field_rules(table: Table) -> dict[str, FieldRule]:

@@ -61,12 +61,34 @@ SourceOpener = Callable[[Account, Config, Rules], Source]
 
 
 def open_source(account: Account, config: Config, rules: Rules) -> Source:
-    junk = rules.junk_names + account.junk_folders
     if account.local is not None:
+        junk = rules.junk_names + account.junk_folders
         return LocalSource(account.local, junk, config.batch_size)
     from .sources.imap import ImapSource  # imported here: disk-only runs need no IMAP code
 
-    return ImapSource(account, config, junk)
+    return ImapSource(account, config, rules)
+
+
+def diagnose(
+    account: Account, config: Config, rules: Rules, opener: SourceOpener = open_source
+) -> dict:
+    """Connect and look around without fetching: for `doctor`."""
+    source = opener(account, config, rules)
+    try:
+        settings = account.imap
+        where = (
+            f"{settings.security}://{settings.host}:{settings.port} as {settings.username}"
+            if settings
+            else f"{account.local.kind} {account.local.path}"
+        )
+        return {
+            "where": where,
+            "folders": source.folders(),
+            "quota": source.quota(),
+            "capabilities": source.capabilities(),
+        }
+    finally:
+        source.close()
 
 
 def verify_policy(config: Config, rules: Rules) -> VerifyPolicy:

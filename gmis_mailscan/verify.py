@@ -17,7 +17,7 @@ from urllib.parse import unquote
 import authres
 import authres.dmarc
 import dkim
-from dkim.util import parse_tag_value
+from dkim.util import InvalidTagValueList, parse_tag_value
 
 from .links import extract_links, idna_decode, mask_token, split_authority, url_host
 from .records import Link, ParsedMessage, Reason, Verdict
@@ -325,20 +325,21 @@ def _dkim_problem(
     for index, value in enumerate(signatures):
         try:
             signer = parse_tag_value(value).get(b"d", b"").decode("ascii", "replace")
-        except dkim.DKIMException:
+        except InvalidTagValueList:
             continue
         if _aligned(signer, domain):
             aligned.append(index)
     if not aligned:
         return f"no signature with d={domain}"
     kwargs = {} if dns_txt is None else {"dnsfunc": lambda name, timeout=5: dns_txt(name)}
+    problem = "signature does not verify"
     for index in aligned:
         try:
-            if dkim.DKIM(raw).verify(idx=index, **kwargs):
+            if message.verify(idx=index, **kwargs):
                 return None
-        except dkim.DKIMException:
-            continue
-    return "signature does not verify"
+        except dkim.DKIMException as exc:  # a missing or bad key, a malformed signature
+            problem = f"signature does not verify: {exc}"
+    return problem
 
 
 # --- links ---------------------------------------------------------------------------------

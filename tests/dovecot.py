@@ -931,9 +931,11 @@ def _padded_message(size: int, n: int) -> bytes:
 
 @pytest.fixture(scope="session")
 def dovecot_server() -> Iterator[DovecotServer]:
-    """Session-wide Dovecot; skips the test when Dovecot is not installed."""
+    """Session-wide Dovecot; fails (never skips) when Dovecot is not installed."""
     if not dovecot_available():
-        pytest.skip("dovecot-imapd not installed")
+        raise DovecotUnavailable(
+            "dovecot-imapd is not installed: apt-get install -y dovecot-imapd (see README)"
+        )
     server = DovecotServer()
     server.start()
     try:

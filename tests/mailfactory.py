@@ -28,6 +28,7 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.utils import format_datetime, make_msgid
 from io import BytesIO
+from typing import Any
 
 PREFIX = "【厚生労働省G-MIS事務局】"
 SUBJECTS = {
@@ -37,7 +38,6 @@ SUBJECTS = {
     "other": PREFIX + "定期報告開始のお知らせ",
     "unrelated": "【さくら病院 総務課】院内研修のお知らせ",
 }
-KINDS = tuple(SUBJECTS)
 CHARSETS = ("utf-8", "iso-2022-jp", "shift_jis", "cp932")
 CTES = ("7bit", "8bit", "base64", "quoted-printable")
 BODIES = ("text", "html", "alternative")
@@ -50,6 +50,7 @@ IRYO_URL = (
 YAKKYOKU_URL = (
     "https://www.mhlw.go.jp/stf/seisakunitsuite/bunya/kenkou_iryou/iyakuhin/kinoujouhou/index.html"
 )
+TOKEN = "Qx7pL2mN9vR4tY8wZ1aB3cD5eF6gH0jK"
 CP932_INSTITUTION = "医療法人①髙木病院～本院"
 DEFAULT_DATE = datetime(2023, 11, 6, 10, 0, tzinfo=timezone(timedelta(hours=9)))
 UNRELATED_SENDER = "soumu@sakura-hospital.example"
@@ -78,7 +79,7 @@ def build(
     login_id: str = "kgs-sakura01",
     application_number: str = "A20230601-0042",
     address: str = "鹿児島県鹿屋市札元1丁目1番1号",
-    token: str = "Qx7pL2mN9vR4tY8wZ1aB3cD5eF6gH0jK",
+    token: str = TOKEN,
     sender: str | None = None,
     display_name: str | None = None,
     from_header: str | None = None,
@@ -144,7 +145,7 @@ def build(
             cte,
         )
     header_charset = "utf-8" if charset == "utf-8" else "iso-2022-jp"
-    headers: list[tuple[str, str | Header]] = list(extra_headers)
+    headers: list[tuple[str, str | Header]] = [(n, _raw(v)) for n, v in extra_headers]
     if from_header is None:
         headers.append(("From", _mailbox(display_name, sender, header_charset)))
     elif from_header:
@@ -153,7 +154,7 @@ def build(
         ("To", to),
         (
             "Subject",
-            _subject(subject_prefix, subject or SUBJECTS[kind], header_charset, fold_subject),
+            _subject(subject_prefix, subject or SUBJECTS[kind], charset, fold_subject),
         ),
         ("Date", format_datetime(date)),
         ("Message-ID", message_id or make_msgid(domain=_MSGID_DOMAIN[unrelated])),
@@ -173,7 +174,7 @@ class _Fields:
     address: str
     token: str
 
-    def render(self, fullwidth: bool, split: bool) -> dict[str, object]:
+    def render(self, fullwidth: bool, split: bool) -> dict[str, Any]:
         """Field lines as the body shows them: label and value, maybe full-width, maybe split."""
 
         def field(label: str, value: str, close: str = "") -> tuple[Line, ...]:
@@ -212,7 +213,7 @@ _SEND_ONLY_LINES = (
 _SEND_ONLY = _p(*_SEND_ONLY_LINES)
 
 
-def _password_registration(f: dict) -> tuple[Block, ...]:
+def _password_registration(f: dict[str, Any]) -> tuple[Block, ...]:
     return (
         _p(f"{f['institution']} ご担当者様"),
         _p(
@@ -264,7 +265,7 @@ def _password_registration(f: dict) -> tuple[Block, ...]:
     )
 
 
-def _user_confirmation(f: dict) -> tuple[Block, ...]:
+def _user_confirmation(f: dict[str, Any]) -> tuple[Block, ...]:
     return (
         _p(f"{f['institution']} ご担当者様"),
         _p(
@@ -292,7 +293,7 @@ def _user_confirmation(f: dict) -> tuple[Block, ...]:
     )
 
 
-def _account_notice(f: dict) -> tuple[Block, ...]:
+def _account_notice(f: dict[str, Any]) -> tuple[Block, ...]:
     return (
         _p(f"{f['institution']} ご担当者様"),
         _p(
@@ -310,7 +311,7 @@ def _account_notice(f: dict) -> tuple[Block, ...]:
     )
 
 
-def _other(f: dict) -> tuple[Block, ...]:
+def _other(f: dict[str, Any]) -> tuple[Block, ...]:
     return (
         _p(f"{f['institution']} ご担当者様"),
         _p(
@@ -323,7 +324,7 @@ def _other(f: dict) -> tuple[Block, ...]:
     )
 
 
-def _unrelated(f: dict) -> tuple[Block, ...]:
+def _unrelated(f: dict[str, Any]) -> tuple[Block, ...]:
     return (
         _p("職員各位"),
         _p(
@@ -416,19 +417,25 @@ def _mailbox(name: str, addr: str, charset: str) -> str | Header:
 
 
 def _subject(prefix: str, subject: str, charset: str, fold: bool) -> str | Header:
-    """The Subject; folded, as many short encoded words (B and Q by turns), one per line."""
+    """The Subject in the mail's charset (Shift_JIS mail: JIS words, as the stdlib does).
+
+    Folded, it is many short encoded words, B and Q by turns, one per line; Shift_JIS mail
+    then uses Shift_JIS words, as Japanese Outlook does.
+    """
     if not fold:
+        header_charset = "utf-8" if charset == "utf-8" else "iso-2022-jp"
         header = Header(header_name="Subject")
         if prefix:
-            header.append(prefix.rstrip(), "us-ascii" if prefix.isascii() else charset)
-        header.append(subject, charset)
+            header.append(prefix.rstrip(), "us-ascii" if prefix.isascii() else header_charset)
+        header.append(subject, header_charset)
         return header
+    label = "shift_jis" if charset == "cp932" else charset
     text = subject if prefix.isascii() else prefix + subject
     words = []
     for n, start in enumerate(range(0, len(text), 7)):
         chunk = _encode(text[start : start + 7], charset)
         encode = email.quoprimime.header_encode if n % 2 else email.base64mime.header_encode
-        words.append(encode(chunk, charset))
+        words.append(encode(chunk, label))
     return (prefix if prefix.isascii() else "") + "\r\n ".join(words)
 
 
@@ -449,24 +456,23 @@ def _prepend_headers(msg: Message, headers: Sequence[tuple[str, str | Header]]) 
 
 # --- corpora for the verify stage ----------------------------------------------------------
 
-_TOKEN = "Qx7pL2mN9vR4tY8wZ1aB3cD5eF6gH0jK"
 _G_MIS_CYRILLIC = "g-m\u0456s.net"  # і: CYRILLIC SMALL LETTER BYELORUSSIAN-UKRAINIAN I
 _G_MIS_FULLWIDTH = "\uff47-mis.net"  # ｇ
 _MHLW_CYRILLIC_PUNY = "xn--mlw-2sd.go.jp"  # mһlw.go.jp, һ = CYRILLIC SMALL LETTER SHHA
 
 
-def _password_with_url(url: str, **options: object) -> bytes:
+def _password_with_url(url: str) -> bytes:
     """The password mail with its password-setting URL replaced, in text and in HTML."""
-    text = _render_text(_password_blocks()).replace(PASSWORD_URL.format(token=_TOKEN), url)
+    text = _render_text(_password_blocks()).replace(PASSWORD_URL.format(token=TOKEN), url)
     html = _render_html(_password_blocks(), "utf-8").replace(
-        html_lib.escape(PASSWORD_URL.format(token=_TOKEN)), html_lib.escape(url)
+        html_lib.escape(PASSWORD_URL.format(token=TOKEN)), html_lib.escape(url)
     )
-    return build("password_registration", body="alternative", body_override=(text, html), **options)
+    return build("password_registration", body="alternative", body_override=(text, html))
 
 
 def _password_blocks() -> tuple[Block, ...]:
     fields = _Fields(
-        "さくら病院", "kgs-sakura01", "A20230601-0042", "鹿児島県鹿屋市札元1丁目1番1号", _TOKEN
+        "さくら病院", "kgs-sakura01", "A20230601-0042", "鹿児島県鹿屋市札元1丁目1番1号", TOKEN
     )
     return _password_registration(fields.render(False, False))
 
@@ -482,10 +488,10 @@ def spoof_variants() -> list[tuple[str, bytes]]:
     ``info@g-mis.net``, and a subdomain of the sender's domain is not the sender.
     """
     pw = "password_registration"
-    official = PASSWORD_URL.format(token=_TOKEN)
+    official = PASSWORD_URL.format(token=TOKEN)
     text = _render_text(_password_blocks())
     split_text = text.replace(
-        official, "https://www.med-login.mhlw.go.jp\n.evil.example/login?c=" + _TOKEN
+        official, "https://www.med-login.mhlw.go.jp\n.evil.example/login?c=" + TOKEN
     )
     variants: list[tuple[str, bytes]] = [
         (
@@ -562,25 +568,25 @@ def spoof_variants() -> list[tuple[str, bytes]]:
                 ],
             ),
         ),
-        ("url_mhbw", _password_with_url(f"https://www.med-login.mhbw.go.jp/login?c={_TOKEN}")),
+        ("url_mhbw", _password_with_url(f"https://www.med-login.mhbw.go.jp/login?c={TOKEN}")),
         (
             "url_suffix",
-            _password_with_url(f"https://www.med-login.mhlw.go.jp.example.com/login?c={_TOKEN}"),
+            _password_with_url(f"https://www.med-login.mhlw.go.jp.example.com/login?c={TOKEN}"),
         ),
         (
             "url_userinfo",
-            _password_with_url(f"https://www.med-login.mhlw.go.jp@evil.example/login?c={_TOKEN}"),
+            _password_with_url(f"https://www.med-login.mhlw.go.jp@evil.example/login?c={TOKEN}"),
         ),
-        ("url_punycode", _password_with_url(f"https://www.{_MHLW_CYRILLIC_PUNY}/login?c={_TOKEN}")),
+        ("url_punycode", _password_with_url(f"https://www.{_MHLW_CYRILLIC_PUNY}/login?c={TOKEN}")),
         (
             "url_fullwidth_host",
-            _password_with_url(f"https://www.med-login.ｍhlw.go.jp/login?c={_TOKEN}"),
+            _password_with_url(f"https://www.med-login.ｍhlw.go.jp/login?c={TOKEN}"),
         ),
-        ("url_ipv4", _password_with_url(f"http://203.0.113.7/login?c={_TOKEN}")),
-        ("url_ipv6", _password_with_url(f"https://[2001:db8::7]/login?c={_TOKEN}")),
+        ("url_ipv4", _password_with_url(f"http://203.0.113.7/login?c={TOKEN}")),
+        ("url_ipv6", _password_with_url(f"https://[2001:db8::7]/login?c={TOKEN}")),
         (
             "anchor_text_mismatch",
-            build(pw, html_links=[("https://med-login.example.net/login?c=" + _TOKEN, official)]),
+            build(pw, html_links=[("https://med-login.example.net/login?c=" + TOKEN, official)]),
         ),
         (
             "img_unofficial",
@@ -650,6 +656,10 @@ def genuine_variants() -> list[tuple[str, bytes]]:
         ("prefix_tensou", build(pw, subject_prefix="転送: ", charset="shift_jis", cte="8bit")),
         ("folded_subject_jis", build(pw, fold_subject=True, charset="iso-2022-jp")),
         ("folded_subject_utf8", build(pw, fold_subject=True)),
+        (
+            "folded_subject_cp932",
+            build(pw, fold_subject=True, charset="cp932", institution=CP932_INSTITUTION),
+        ),
         ("fullwidth_fields", build("user_confirmation", fullwidth=True, charset="iso-2022-jp")),
         ("split_fields", build("user_confirmation", split_fields=True, body="text")),
         (

@@ -33,7 +33,9 @@ def urls(text: str, html: str | None = None) -> list[str]:
 def test_urls_in_japanese_text_stop_at_japanese() -> None:
     text = f"システムをご利用するには {PASSWORD_URL}にアクセスし、\n2回目以降は{SECOND_URL}よりアクセス"
     assert urls(text) == [PASSWORD_URL, SECOND_URL]
-    assert all(link.source == "text" and link.shown_text is None for link in extract_links(text, None))
+    assert all(
+        link.source == "text" and link.shown_text is None for link in extract_links(text, None)
+    )
 
 
 @pytest.mark.parametrize(
@@ -58,7 +60,9 @@ def test_url_wrapped_over_lines_is_joined() -> None:
 
 def test_url_wrapped_over_three_lines() -> None:
     text = "https://www.mhlw.go.jp/stf/seisakunitsuite/\nbunya/kenkou_iryou/\niryou/index.html です"
-    assert urls(text) == ["https://www.mhlw.go.jp/stf/seisakunitsuite/bunya/kenkou_iryou/iryou/index.html"]
+    assert urls(text) == [
+        "https://www.mhlw.go.jp/stf/seisakunitsuite/bunya/kenkou_iryou/iryou/index.html"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -94,7 +98,12 @@ def test_html_attributes_and_shown_text() -> None:
     assert Link(PASSWORD_URL, "href", PASSWORD_URL) in links
     assert Link("https://evil.example/x", "href", "こちら") in links  # whitespace in href removed
     assert Link("#top", "href", None) in links
-    for src in ("https://cdn.example/s.css", "https://js.example/a.js", "cid:logo", "https://frame.example/"):
+    for src in (
+        "https://cdn.example/s.css",
+        "https://js.example/a.js",
+        "cid:logo",
+        "https://frame.example/",
+    ):
         assert Link(src, "src") in links
     assert Link("https://collect.example/pw", "href") in links
     assert Link("https://map.example/", "href") in links
@@ -138,7 +147,9 @@ def test_token_hash() -> None:
     assert token_hash("https://x.example/login?c=") is None
 
 
-@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1))
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1)
+)
 def test_masked_url_never_contains_the_token(token: str) -> None:
     url = f"https://www.med-login.mhlw.go.jp/login?lang=ja&c={token}"
     assert mask_token(url).endswith("c=***")

@@ -47,6 +47,9 @@ class LocalSource:
     def present(self, folder: Folder, locators: set[str]) -> set[str]:
         return {loc for loc, _ in self._messages(folder.name, read=False) if loc in locators}
 
+    def capabilities(self) -> list[str]:
+        return []
+
     def close(self) -> None:
         pass
 

@@ -1,0 +1,308 @@
+"""IMAP scanning against the real Dovecot started by tests/dovecot.py (no IMAP mock)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mailfactory
+import pytest
+from dovecot import DovecotServer
+
+from gmis_mailscan.config import load_config
+from gmis_mailscan.rules import load_rules
+from gmis_mailscan.scan import scan
+from gmis_mailscan.sources.imap import search_criteria
+from gmis_mailscan.status import assess_all
+from gmis_mailscan.store.db import connect
+from gmis_mailscan.store.repo import Repo
+
+TOKEN = "ImapTestTokenQx7pL2mN9vR4tY8wZ1aB"
+
+
+def account_toml(server: DovecotServer, user, tmp: Path, **over) -> str:
+    """One [[accounts]] table for a Dovecot user; the password in a file beside the config."""
+    pw_file = tmp / f"{user.name}.password"
+    pw_file.write_text(over.pop("password", user.password) + "\n")
+    values = {
+        "name": user.name,
+        "host": "127.0.0.1",
+        "port": server.imaps_port,
+        "security": "tls",
+        "username": user.name,
+        "password_file": str(pw_file),
+        "ca_file": str(server.ca_file),
+    }
+    values.update(over)
+    lines = ["[[accounts]]"]
+    for key, value in values.items():
+        if value is None:
+            continue
+        lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_config(tmp: Path, *accounts: str, extra: str = "") -> Path:
+    path = tmp / "config.toml"
+    path.write_text(
+        f'[database]\nurl = "sqlite:///{tmp}/db.sqlite3"\n{extra}\n' + "".join(accounts)
+    )
+    return path
+
+
+class Run:
+    """Config + rules + repo for one test, and helpers to scan and read the outcome."""
+
+    def __init__(self, config_path: Path):
+        self.config = load_config(config_path)
+        self.rules = load_rules()
+        self.repo = Repo(connect(self.config.database_url))
+
+    def scan(self):
+        return scan(self.config, self.rules, self.repo)
+
+    def paths(self) -> dict[str, str]:
+        return {a.account: a.decision.path for a in assess_all(self.config, self.rules, self.repo)}
+
+    def assessments(self):
+        return assess_all(self.config, self.rules, self.repo)
+
+
+def cli(config: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gmis_mailscan", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def server(dovecot_server):
+    return dovecot_server
+
+
+def test_search_criteria_is_one_nested_or(rules):
+    crit = search_criteria(rules)
+    assert crit[:3] == ["OR", "FROM", "g-mis"]
+    flat = json.dumps(crit)
+    assert all(term in flat for term in rules.server_search_from + rules.server_search_subject)
+
+
+def test_password_mail_only_in_japanese_junk_folder_gives_method2(server, tmp_path):
+    user = server.new_user("junkjp", quota_kib=10240, junk_name="迷惑メール")
+    server.append(user, "INBOX", mailfactory.build("unrelated"))
+    server.append(user, "迷惑メール", mailfactory.build("password_registration", token=TOKEN))
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
+    outcome = run.scan()
+    account = outcome.accounts[0]
+    assert account.ok, account.error
+    assert ("迷惑メール", "junk", 1) in account.folders
+    assert run.paths() == {user.name: "method2"}
+
+
+def test_junk_found_by_name_without_the_flag(tmp_path):
+    """A server that flags nothing: 迷惑メール and [Gmail]/Spam are junk by name alone."""
+    with DovecotServer(junk_names=()) as bare:
+        user = bare.new_user("noflag", junk_name=None, folders=("迷惑メール", "Archive"))
+        flags = {name: f for f, _, name in bare.connect(user).list_folders()}
+        assert b"\\Junk" not in flags["迷惑メール"]
+        bare.append(user, "迷惑メール", mailfactory.build("password_registration"))
+        bare.append(user, "Archive", mailfactory.build("unrelated"))
+        run = Run(write_config(tmp_path, account_toml(bare, user, tmp_path)))
+        account = run.scan().accounts[0]
+        assert account.ok, account.error
+        roles = {name: role for name, role, _ in account.folders}
+        assert roles == {"INBOX": "inbox", "迷惑メール": "junk"}  # Archive is not scanned
+        assert run.paths() == {user.name: "method2"}
+
+
+def test_nearly_full_mailbox_without_gmis_mail_gives_method1(server, tmp_path):
+    user = server.new_user("full", quota_kib=1024)
+    server.append(user, "INBOX", mailfactory.build("unrelated"))
+    usage = server.fill_to_percent(user, 95)
+    assert usage.percent >= 90
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
+    assert run.scan().accounts[0].quota_ratio >= 0.9
+    (assessment,) = run.assessments()
+    assert assessment.decision.path == "method1"
+    assert assessment.quota.limit_kib == 1024
+
+
+def test_quota_unknown_without_a_limit_gives_register(server, tmp_path):
+    user = server.new_user("nolimit")
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
+    assert run.scan().accounts[0].quota_ratio is None
+    (assessment,) = run.assessments()
+    assert (assessment.decision.path, assessment.quota) == ("register", None)
+    assert "unknown" in " ".join(assessment.decision.reasons)
+
+
+def test_scan_changes_no_flag_and_rescan_fetches_nothing(server, tmp_path):
+    user = server.new_user("readonly", quota_kib=10240)
+    server.append(user, "INBOX", mailfactory.build("password_registration", token=TOKEN))
+    server.append(user, "INBOX", mailfactory.build("unrelated"), flags=(b"\\Flagged",))
+    server.append(user, "Junk", mailfactory.build("account_notice"))
+    before = server.flags_snapshot(user)
+    log_before = len(server.mail_log_lines(user.name))
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
+    first = run.scan().accounts[0]
+    assert (first.fetched, first.stored) == (2, 2)
+    second = run.scan().accounts[0]
+    assert (second.fetched, second.stored) == (0, 0)
+    server.wait_for_logout(user.name, count=2)
+    assert server.flags_snapshot(user) == before
+    assert before["INBOX"] and all(b"\\Seen" not in f for f in before["INBOX"].values())
+    assert server.mail_log_lines(user.name)[log_before:] == []  # no flag_change, expunge, copy
+    assert run.paths() == {user.name: "method4"}
+
+
+def test_rescan_after_new_mail_fetches_exactly_the_new_ones(server, tmp_path):
+    user = server.new_user("incremental")
+    for _ in range(3):
+        server.append(user, "INBOX", mailfactory.build("other"))
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
+    assert run.scan().accounts[0].fetched == 3
+    for _ in range(2):
+        server.append(user, "INBOX", mailfactory.build("unrelated"))
+    server.append(user, "INBOX", mailfactory.build("password_registration"))
+    again = run.scan().accounts[0]
+    assert (again.fetched, again.stored) == (1, 1)
+    assert run.paths() == {user.name: "method4"}
+
+
+def test_uidvalidity_change_rescans_without_duplicates(server, tmp_path):
+    user = server.new_user("uidv")
+    server.append(user, "INBOX", mailfactory.build("password_registration"))
+    server.append(user, "INBOX", mailfactory.build("other"))
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
+    assert run.scan().accounts[0].stored == 2
+    server.change_uidvalidity(user, "INBOX", renumber=True)
+    again = run.scan().accounts[0]
+    assert (again.fetched, again.stored) == (2, 0)
+    assert run.repo.message_count() == 2
+    locations = [m.locator for m in run.repo.messages(user.name)]
+    assert len(locations) == 2 and len(set(locations)) == 2
+    assert run.scan().accounts[0].fetched == 0
+
+
+def test_message_moved_from_junk_to_inbox_is_the_same_message(server, tmp_path):
+    user = server.new_user("moved")
+    mail = mailfactory.build("password_registration")
+    uid = server.append(user, "Junk", mail)
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
+    run.scan()
+    assert run.paths() == {user.name: "method2"}
+    client = server.connect(user)  # staff follow 対応方法2 ①: move it to the inbox
+    client.select_folder("Junk")
+    client.move([uid], "INBOX")
+    client.logout()
+    assert run.scan().accounts[0].stored == 0
+    assert run.repo.message_count() == 1
+    assert [(m.folder, m.folder_role) for m in run.repo.messages(user.name)] == [("INBOX", "inbox")]
+    assert run.paths() == {user.name: "method4"}
+
+
+def test_starttls_and_plain_on_loopback(server, tmp_path):
+    a = server.new_user("starttls")
+    b = server.new_user("plain")
+    server.append(a, "INBOX", mailfactory.build("user_confirmation"))
+    server.append(b, "INBOX", mailfactory.build("user_confirmation"))
+    config = write_config(
+        tmp_path,
+        account_toml(server, a, tmp_path, security="starttls", port=server.imap_port),
+        account_toml(server, b, tmp_path, security="plain", port=server.imap_port, ca_file=None),
+    )
+    run = Run(config)
+    outcome = run.scan()
+    assert [a.error for a in outcome.accounts] == [None, None]
+    assert set(run.paths().values()) == {"none"}
+
+
+def test_untrusted_certificate_refused_unless_ca_file_given(server, tmp_path):
+    user = server.new_user("tlsca")
+    config = write_config(tmp_path, account_toml(server, user, tmp_path, ca_file=None))
+    result = cli(config, "scan")
+    assert result.returncode == 4
+    assert "certificate" in result.stderr and "ca_file" in result.stderr
+    config = write_config(tmp_path, account_toml(server, user, tmp_path))
+    assert cli(config, "scan").returncode == 0
+
+
+def test_plain_imap_to_a_remote_host_is_refused(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[accounts]]\nname = "remote"\nhost = "mail.example.invalid"\nport = 143\n'
+        'security = "plain"\nusername = "u"\npassword_env = "NOPE"\n'
+    )
+    result = cli(config, "scan")
+    assert result.returncode == 4
+    assert "plain" in result.stderr and "loopback" in result.stderr
+
+
+def test_wrong_password_for_one_of_two_accounts_is_a_partial_failure(server, tmp_path):
+    good = server.new_user("good")
+    bad = server.new_user("bad")
+    server.append(good, "INBOX", mailfactory.build("password_registration", token=TOKEN))
+    config = write_config(
+        tmp_path,
+        account_toml(server, good, tmp_path),
+        account_toml(server, bad, tmp_path, password="WrongSecret-123"),
+    )
+    result = cli(config, "scan")
+    assert result.returncode == 3, result.stderr
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith(f"{bad.name}:")]
+    assert "login refused" in line
+    assert "WrongSecret-123" not in result.stdout + result.stderr
+    report = json.loads(cli(config, "report", "--format", "json").stdout)
+    items = {i["account"]: i for i in report["institutions"]}
+    assert items[good.name]["path"] == "method4"
+    assert any("login refused" in w for w in items[bad.name]["warnings"])
+    assert report["last_scan"]["status"] == "partial"
+
+
+def test_password_from_env_and_command(server, tmp_path):
+    a = server.new_user("envpw")
+    b = server.new_user("cmdpw")
+    config = write_config(
+        tmp_path,
+        account_toml(server, a, tmp_path, password_file=None, password_env="GMIS_TEST_PW"),
+        account_toml(
+            server, b, tmp_path, password_file=None, password_command=f"echo {b.password}"
+        ),
+    )
+    result = cli(config, "scan", env={"GMIS_TEST_PW": a.password})
+    assert result.returncode == 0, result.stderr
+    missing = cli(config, "scan", env={"GMIS_TEST_PW": ""})
+    assert missing.returncode == 3
+    assert "GMIS_TEST_PW is not set" in missing.stderr
+
+
+def test_doctor_lists_folders_roles_quota_and_capabilities(server, tmp_path):
+    user = server.new_user("doctor", quota_kib=2048, junk_name="迷惑メール")
+    server.append(user, "INBOX", mailfactory.build("unrelated"))
+    config = write_config(tmp_path, account_toml(server, user, tmp_path))
+    result = cli(config, "doctor")
+    assert result.returncode == 0, result.stderr
+    assert "folder 'INBOX': inbox" in result.stdout
+    assert "folder '迷惑メール': junk" in result.stdout
+    assert "of 2048 KiB" in result.stdout
+    assert "QUOTA" in result.stdout and "SPECIAL-USE" in result.stdout
+    assert server.flags_snapshot(user)["INBOX"]  # the message is still there, untouched
+
+
+def test_explicit_folder_list_and_unknown_folder(server, tmp_path):
+    user = server.new_user("folders", folders=("Archive",))
+    server.append(user, "Archive", mailfactory.build("password_registration"))
+    run = Run(
+        write_config(tmp_path, account_toml(server, user, tmp_path, folders=["INBOX", "Archive"]))
+    )
+    assert run.scan().accounts[0].ok
+    assert run.paths() == {user.name: "method4"}  # "other" folder: not junk
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path, folders=["Nope"])))
+    assert "'Nope' not found" in run.scan().accounts[0].error
