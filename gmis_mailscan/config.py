@@ -212,7 +212,12 @@ def _password_source(t: Table, base: Path) -> PasswordSource:
     if key == "password_env":
         return PasswordSource(env=value)
     if key == "password_file":
-        return PasswordSource(file=_resolve(base, value))
+        path = _resolve(base, value)
+        try:  # checked now so that cron fails early with exit 2; the content is read at login
+            path.open("rb").close()
+        except OSError as exc:
+            raise t.error(key, f"cannot read {path}: {exc.strerror}") from None
+        return PasswordSource(file=path)
     return PasswordSource(command=value)
 
 

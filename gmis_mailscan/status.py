@@ -44,4 +44,6 @@ def _state(a: Assessment) -> InstitutionState:
         address=a.address,
         state=a.decision.state,
         path=a.decision.path,
+        row=a.decision.row,
+        reasons=a.decision.reasons,
     )

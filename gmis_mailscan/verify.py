@@ -244,12 +244,13 @@ def resembles(host: str, target: str) -> bool:
     if target in host or s_target in s_host:
         return True
     labels = s_host.split(".")
-    if any(_distance(".".join(labels[i:]), s_target) <= 2 for i in range(len(labels))):
+    suffixes = (".".join(labels[i:]) for i in range(len(labels)))
+    if any(_within(suffix, s_target, 2) for suffix in suffixes):
         return True
     name = s_target.split(".")[0]
     return any(
         len(label) >= 4
-        and (_distance(label, name) <= 1 or label.replace("-", "") == name.replace("-", ""))
+        and (_within(label, name, 1) or label.replace("-", "") == name.replace("-", ""))
         for label in labels
     )
 
@@ -259,15 +260,17 @@ def _skeleton(text: str) -> str:
     return text.replace("rn", "m").replace("vv", "w")
 
 
-def _distance(a: str, b: str) -> int:
-    """Levenshtein distance."""
+def _within(a: str, b: str, limit: int) -> bool:
+    """Is the Levenshtein distance of a and b at most limit? (Cheap length check first.)"""
+    if abs(len(a) - len(b)) > limit:
+        return False
     previous = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         current = [i]
         for j, cb in enumerate(b, 1):
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
         previous = current
-    return previous[-1]
+    return previous[-1] <= limit
 
 
 # --- authentication results ----------------------------------------------------------------

@@ -166,6 +166,14 @@ def test_url_found_in_japanese_context(labels: list[str], path: str, gap: str) -
     assert urls(f"本文{gap}{url}{gap}にアクセス") == [url]
 
 
+@given(st.text(), st.one_of(st.none(), st.text()))
+def test_any_input_is_handled(text: str, html: str | None) -> None:
+    for link in extract_links(text, html):
+        url_host(link.url)
+        mask_token(link.url)
+        token_hash(link.url)
+
+
 # --- hosts --------------------------------------------------------------------------------
 
 

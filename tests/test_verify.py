@@ -9,6 +9,8 @@ import dkim
 import mailfactory
 import pytest
 from dkim import dknewkey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gmis_mailscan.records import Link, ParsedMessage, Verdict
 from gmis_mailscan.verify import REASONS, VerifyPolicy, resembles, verify
@@ -299,6 +301,40 @@ def test_reason_table() -> None:
     for code, (_, en, ja) in REASONS.items():
         assert re.fullmatch(r"[a-z_]+", code)
         assert en and ja and japanese.search(ja), code
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.text(max_size=30), st.text(max_size=40)), max_size=3),
+    st.lists(
+        st.one_of(
+            st.text(max_size=80),
+            st.text(alphabet='adfiklmnpstx.=;@ ()"-', max_size=60).map("mx.h.example; ".__add__),
+        ),
+        max_size=3,
+    ),
+    st.lists(
+        st.builds(
+            Link,
+            st.one_of(st.text(max_size=80), st.text(max_size=60).map("https://".__add__)),
+            st.sampled_from(["text", "href", "src"]),
+            st.one_of(st.none(), st.text(max_size=40)),
+        ),
+        max_size=4,
+    ),
+)
+def test_hostile_input_never_raises(
+    from_addresses: list[tuple[str, str]], results: list[str], links: list[Link]
+) -> None:
+    message = parsed(
+        from_addresses=tuple(from_addresses),
+        authentication_results=tuple(results),
+        links=tuple(links),
+        reply_to=tuple(addr for _, addr in from_addresses),
+        return_path=from_addresses[0][1] if from_addresses else None,
+    )
+    verdict = check(message, VerifyPolicy(authserv_ids=("mx.h.example",)))
+    assert verdict.genuine == (not verdict.reasons)
 
 
 # --- DKIM ---------------------------------------------------------------------------------

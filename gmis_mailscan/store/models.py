@@ -116,6 +116,8 @@ class InstitutionRow(Base):
     address: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(String(32))
+    row: Mapped[int | None]  # the decision-table row that matched (migration 0002)
+    reasons: Mapped[list] = mapped_column(JSON, default=list)  # why (migration 0002)
     updated_at: Mapped[datetime]
 
 

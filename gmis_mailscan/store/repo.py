@@ -62,6 +62,8 @@ class InstitutionState:
     address: str | None
     state: str
     path: str
+    row: int | None = None
+    reasons: tuple[str, ...] = ()
 
 
 class Repo:
@@ -295,6 +297,8 @@ class Repo:
                         address=st.address,
                         state=st.state,
                         path=st.path,
+                        row=st.row,
+                        reasons=list(st.reasons),
                         updated_at=now(),
                     )
                 )
@@ -311,7 +315,15 @@ class Repo:
             )
             return [
                 InstitutionState(
-                    r.key, r.name, r.login_id, r.application_number, r.address, r.state, r.path
+                    r.key,
+                    r.name,
+                    r.login_id,
+                    r.application_number,
+                    r.address,
+                    r.state,
+                    r.path,
+                    r.row,
+                    tuple(r.reasons or ()),
                 )
                 for r in rows
             ]
