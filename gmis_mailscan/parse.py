@@ -187,15 +187,31 @@ def _header_text(value: object) -> str:
     out = []
     for chunk, charset in chunks:
         if isinstance(chunk, str):
-            chunk = chunk.encode("ascii", errors="surrogateescape")
+            try:  # raw 8-bit header bytes arrive as surrogate escapes
+                chunk = chunk.encode("ascii", errors="surrogateescape")
+            except UnicodeEncodeError:  # already text (a raw UTF-8 header)
+                out.append(chunk)
+                continue
         out.append(decode_bytes(chunk, charset))
     text = "".join(out)
     return " ".join(text.split())
 
 
 def _addresses(values: list) -> list[tuple[str, str]]:
-    pairs = email.utils.getaddresses([_header_text(v) for v in values])
-    return [(name.strip(), addr.strip()) for name, addr in pairs if name or addr]
+    """Split the raw header into addresses first, then decode display names: an encoded word
+    may hide ``"… <info@g-mis.net>"`` inside a display name, which must not become an address."""
+    pairs = email.utils.getaddresses([_raw_header(v) for v in values])
+    return [(_header_text(name).strip(), addr.strip()) for name, addr in pairs if name or addr]
+
+
+def _raw_header(value: object) -> str:
+    """A header as text with encoded words left as they are; raw 8-bit bytes decoded.
+
+    The email package hands a header with raw 8-bit bytes over as a Header object.
+    """
+    if isinstance(value, email.header.Header):
+        return _header_text(value)
+    return str(value)
 
 
 def _message_id(value: object) -> str | None:
