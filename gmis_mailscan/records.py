@@ -7,6 +7,7 @@ store → Evidence → decide → Decision → report.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -150,4 +151,9 @@ class ScannedMessage:
     @property
     def dedup_key(self) -> str:
         """Message-ID when there is one (a moved message keeps it), else the content hash."""
-        return f"mid:{self.message_id}" if self.message_id else f"sha256:{self.sha256}"
+        if not self.message_id:
+            return f"sha256:{self.sha256}"
+        if len(self.message_id) > 400:  # the column holds 500 characters; a header may not
+            digest = hashlib.sha256(self.message_id.encode("utf-8", "surrogatepass")).hexdigest()
+            return f"mid-sha256:{digest}"
+        return f"mid:{self.message_id}"

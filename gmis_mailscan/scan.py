@@ -7,6 +7,7 @@ Only this module knows the order of the stages. Accounts are scanned concurrentl
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from .sources import Folder, Source, SourceError
 from .sources.local import LocalSource
 from .store.repo import Repo
 from .verify import VerifyPolicy, verify
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -213,6 +216,7 @@ def _scan_account(
             outcome.folders.append((folder.name, folder.role, fetched))
     except Exception as exc:  # unreachable host, refused login, dropped connection, bad path
         outcome.error = describe_error(exc)
+        log.warning("%s: %s", account.name, outcome.error)
     finally:
         if source is not None:
             try:
@@ -245,6 +249,15 @@ def _scan_folder(
         fetched += len(batch.messages)
         outcome.fetched += len(batch.messages)
         progress.fetched(account, folder, len(batch.messages))
+        log.info(
+            "%s: %s (%s): %d fetched, %d G-MIS-looking, state uid %s",
+            account,
+            folder.name,
+            folder.role,
+            len(batch.messages),
+            len(scanned),
+            batch.last_uid,
+        )
     known = set(repo.folder_state(account, folder.name).known)
     if known:
         repo.prune_locations(account, folder.name, source.present(folder, known))

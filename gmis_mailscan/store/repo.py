@@ -154,29 +154,30 @@ class Repo:
         return added
 
     def _store_message(self, s: Session, account_id: int, msg: ScannedMessage, run_id) -> int:
+        dedup_key = _clean(msg.dedup_key)
         row = s.scalar(
             select(MessageRow).where(
-                MessageRow.account_id == account_id, MessageRow.dedup_key == msg.dedup_key
+                MessageRow.account_id == account_id, MessageRow.dedup_key == dedup_key
             )
         )
         added = 0
         if row is None:
             row = MessageRow(
                 account_id=account_id,
-                dedup_key=msg.dedup_key,
-                message_id=msg.message_id,
+                dedup_key=dedup_key,
+                message_id=_clean(msg.message_id),
                 sha256=msg.sha256,
                 size=msg.size,
-                subject=msg.subject,
-                from_address=msg.from_address,
+                subject=_clean(msg.subject),
+                from_address=_clean(msg.from_address),
                 date=_naive_utc(msg.date),
                 type=msg.type,
                 rule=msg.rule,
-                fields=dict(msg.fields),
+                fields=_clean(dict(msg.fields)),
                 genuine=msg.genuine,
-                reasons=[r.as_dict() for r in msg.reasons],
-                warnings=[r.as_dict() for r in msg.warnings],
-                parse_error=msg.parse_error,
+                reasons=_clean([r.as_dict() for r in msg.reasons]),
+                warnings=_clean([r.as_dict() for r in msg.warnings]),
+                parse_error=_clean(msg.parse_error),
                 first_run_id=run_id,
                 created_at=now(),
             )
@@ -290,11 +291,11 @@ class Repo:
                 s.add(
                     InstitutionRow(
                         account_id=acc.id,
-                        key=st.key,
-                        name=st.name,
-                        login_id=st.login_id,
-                        application_number=st.application_number,
-                        address=st.address,
+                        key=_clean(st.key),
+                        name=_clean(st.name),
+                        login_id=_clean(st.login_id),
+                        application_number=_clean(st.application_number),
+                        address=_clean(st.address),
                         state=st.state,
                         path=st.path,
                         row=st.row,
@@ -372,6 +373,17 @@ class Repo:
         if row is None and not missing_ok:
             raise KeyError(f"unknown account {name!r}")
         return row
+
+
+def _clean(value):
+    """PostgreSQL text cannot hold NUL; one hostile header must not fail a batch every run."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:
