@@ -71,6 +71,7 @@ class Rules:
     fields: dict[str, FieldRule]
     official_hosts: tuple[str, ...]
     junk_names: tuple[str, ...]
+    skip_names: tuple[str, ...]
     states: dict[str, str]
     paths: dict[str, PathText]
     directories: tuple[ContactDirectory, ...]
@@ -106,6 +107,7 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
         fields=fields,
         official_hosts=tuple(h.lower() for h in verify.str_list("official_hosts")),
         junk_names=tuple(folders.str_list("junk_names", [])),
+        skip_names=tuple(folders.str_list("skip_names", [])),
         fallback_contact=contacts.get("fallback", str),
         helpdesk=Contact(
             contacts.get("helpdesk_name", str), contacts.get("helpdesk_phone", str), "G-MIS"

@@ -66,7 +66,7 @@ SourceOpener = Callable[[Account, Config, Rules], Source]
 def open_source(account: Account, config: Config, rules: Rules) -> Source:
     if account.local is not None:
         junk = rules.junk_names + account.junk_folders
-        return LocalSource(account.local, junk, config.batch_size)
+        return LocalSource(account.local, junk, rules.skip_names, config.batch_size)
     from .sources.imap import ImapSource  # imported here: disk-only runs need no IMAP code
 
     return ImapSource(account, config, rules)

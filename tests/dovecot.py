@@ -411,9 +411,11 @@ class DovecotServer:
             )
         # chroot() needs root; without it the login/anvil services must not chroot.
         no_chroot = "" if self._is_root else "\n  chroot ="
-        mechanisms, oauth2_passdb = "plain login", ""
+        mechanisms, oauth2_passdb, passwd_mechanisms = "plain login", "", ""
         if self.oauth2_introspection_url:
             mechanisms += " xoauth2 oauthbearer"
+            # Else a token would also be tried as the passwd-file password.
+            passwd_mechanisms = "\n  mechanisms = plain login"
             oauth2_passdb = (
                 "passdb {\n"
                 "  driver = oauth2\n"
@@ -443,7 +445,7 @@ auth_failure_delay = 0
 auth_cache_size = 0
 
 {oauth2_passdb}passdb {{
-  driver = passwd-file
+  driver = passwd-file{passwd_mechanisms}
   args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u
 }}
 userdb {{

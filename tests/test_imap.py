@@ -118,8 +118,25 @@ def test_junk_found_by_name_without_the_flag(tmp_path):
         account = run.scan().accounts[0]
         assert account.ok, account.error
         roles = {name: role for name, role, _ in account.folders}
-        assert roles == {"INBOX": "inbox", "迷惑メール": "junk"}  # Archive is not scanned
+        assert roles == {"INBOX": "inbox", "迷惑メール": "junk", "Archive": "other"}
         assert run.paths() == {user.name: "method2"}
+
+
+def test_auto_folders_skip_sent_and_drafts_but_not_other_folders(server, tmp_path):
+    """A filter may file the mail under 'G-MIS'; a forwarded copy in Sent is not received mail."""
+    user = server.new_user("filtered", folders=("G-MIS", "Sent", "Drafts", "送信済みアイテム"))
+    server.append(user, "G-MIS", mailfactory.build("password_registration"))
+    forwarded = mailfactory.build(
+        "password_registration", subject_prefix="Fwd: ", sender="jimu@sakura-hospital.example"
+    )
+    for folder in ("Sent", "Drafts", "送信済みアイテム"):
+        server.append(user, folder, forwarded)
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
+    account = run.scan().accounts[0]
+    assert sorted(name for name, _, _ in account.folders) == ["G-MIS", "INBOX", "Junk"]
+    (assessment,) = run.assessments()
+    assert assessment.decision.path == "method4"
+    assert not assessment.warnings  # the forwarded copies were not even fetched
 
 
 def test_nearly_full_mailbox_without_gmis_mail_gives_method1(server, tmp_path):

@@ -66,12 +66,12 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def is_junk_name(name: str, junk_names: tuple[str, ...], delimiter: str = "/") -> bool:
-    """Is `name` (a full folder path) a junk folder by name, at the top or any level?
+def name_matches(name: str, names: tuple[str, ...], delimiter: str = "/") -> bool:
+    """Is `name` (a full folder path) one of `names`, as a whole or by its last level?
 
     ``[Gmail]/迷惑メール`` matches itself; ``INBOX/Spam`` matches ``Spam``; case is ignored.
     """
-    wanted = {n.casefold() for n in junk_names}
+    wanted = {n.casefold() for n in names}
     full = name.casefold()
     leaf = full.rsplit(delimiter, 1)[-1] if delimiter else full
     return full in wanted or leaf in wanted or full.replace(delimiter, "/") in wanted

@@ -20,8 +20,10 @@ from ..config import Account, Config, ImapSettings
 from ..credentials import CredentialError, read_password, run_secret_command
 from ..records import RawMessage
 from ..rules import Rules
-from . import Batch, Folder, FolderState, Quota, SourceError, is_junk_name
+from . import Batch, Folder, FolderState, Quota, SourceError, name_matches
 
+#: SPECIAL-USE flags of folders that hold no received mail (or only copies of it).
+_SKIP_FLAGS = {b"\\Sent", b"\\Drafts", b"\\All", b"\\Flagged"}
 FETCH_ITEM = b"BODY.PEEK[]"
 FETCH_KEY = b"BODY[]"  # what the server answers BODY.PEEK[] with
 
@@ -64,6 +66,7 @@ class ImapSource:
         self.account = account
         self.settings = account.imap
         self.junk_names = rules.junk_names + account.junk_folders
+        self.skip_names = rules.skip_names
         self.criteria = search_criteria(rules)
         self.batch_size = config.batch_size
         self.client = _connect(self.settings, config.timeout)
@@ -77,14 +80,17 @@ class ImapSource:
     # Source protocol ------------------------------------------------------------------------
 
     def folders(self) -> list[Folder]:
-        """INBOX and every junk folder ("auto"), or the configured list, with roles."""
-        listed = self._list()
+        """Every folder but sent/drafts ("auto"), or the configured list, with roles.
+
+        A password mail a filter moved to another folder (or staff to Trash) was still received.
+        """
+        listed, skipped = self._list()
         if self.settings.folders is not None:
             missing = [f for f in self.settings.folders if f not in listed]
             if missing:
                 raise SourceError(f"folder {missing[0]!r} not found on the server")
             return [Folder(name, listed[name]) for name in self.settings.folders]
-        return [Folder(name, role) for name, role in listed.items() if role != "other"]
+        return [Folder(name, role) for name, role in listed.items() if name not in skipped]
 
     def quota(self) -> Quota | None:
         """Usage of the INBOX quota root's STORAGE resource, or None when unknown."""
@@ -147,24 +153,28 @@ class ImapSource:
     def capabilities(self) -> list[str]:
         return sorted(c.decode() for c in self.client.capabilities())
 
-    def _list(self) -> dict[str, str]:
-        """Every selectable folder → role, INBOX first."""
+    def _list(self) -> tuple[dict[str, str], set[str]]:
+        """Every selectable folder → role (INBOX first), and those "auto" leaves out."""
         if not self.client.has_capability("SPECIAL-USE") and self.client.has_capability("XLIST"):
             listing = self.client.xlist_folders()
         else:
             listing = self.client.list_folders()
         roles: dict[str, str] = {}
+        skipped: set[str] = set()
         for flags, delimiter, name in listing:
             if b"\\Noselect" in flags or b"\\NonExistent" in flags:
                 continue
             delim = delimiter.decode() if isinstance(delimiter, bytes) else delimiter or ""
             if name.upper() == "INBOX" or b"\\Inbox" in flags:
                 roles[name] = "inbox"
-            elif JUNK in flags or b"\\Spam" in flags or is_junk_name(name, self.junk_names, delim):
+            elif JUNK in flags or b"\\Spam" in flags or name_matches(name, self.junk_names, delim):
                 roles[name] = "junk"
             else:
                 roles[name] = "other"
-        return dict(sorted(roles.items(), key=lambda item: (item[1] != "inbox", item[0])))
+                if _SKIP_FLAGS & set(flags) or name_matches(name, self.skip_names, delim):
+                    skipped.add(name)
+        ordered = dict(sorted(roles.items(), key=lambda item: (item[1] != "inbox", item[0])))
+        return ordered, skipped
 
     def _select(self, name: str) -> dict:
         info = self.client.select_folder(name, readonly=True)  # EXAMINE

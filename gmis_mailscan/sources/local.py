@@ -15,20 +15,31 @@ from imapclient.imap_utf7 import decode as decode_utf7
 
 from ..config import LocalSettings
 from ..records import RawMessage
-from . import Batch, Folder, FolderState, Quota, SourceError, is_junk_name
+from . import Batch, Folder, FolderState, Quota, SourceError, name_matches
 
 
 class LocalSource:
-    def __init__(self, settings: LocalSettings, junk_names: tuple[str, ...], batch_size: int):
+    def __init__(
+        self,
+        settings: LocalSettings,
+        junk_names: tuple[str, ...],
+        skip_names: tuple[str, ...],
+        batch_size: int,
+    ):
         self.settings = settings
         self.junk_names = junk_names
+        self.skip_names = skip_names
         self.batch_size = batch_size
         if not settings.path.exists():
             raise SourceError(f"{settings.kind} not found: {settings.path}")
         self._paths: dict[str, list[Path]] = self._discover()
 
     def folders(self) -> list[Folder]:
-        return [Folder(name, self._role(name)) for name in self._paths]
+        return [
+            Folder(name, self._role(name))
+            for name in self._paths
+            if not name_matches(name, self.skip_names)
+        ]
 
     def quota(self) -> Quota | None:
         return None  # a disk export has no mailbox limit
@@ -57,7 +68,7 @@ class LocalSource:
         if name == "INBOX":
             return "inbox"
         junk = self.junk_names + tuple(self._junk_folder_names())
-        return "junk" if is_junk_name(name, junk) else "other"
+        return "junk" if name_matches(name, junk) else "other"
 
     def _junk_folder_names(self) -> list[str]:
         return [p.name if p.is_dir() else p.stem for p in self.settings.junk_paths]
