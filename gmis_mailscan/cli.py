@@ -120,8 +120,11 @@ class _BarProgress(ScanProgress):
         label = f"{account}: {folder.name} ({folder.role})"
         self.tasks[(account, folder.name)] = self.progress.add_task(label, total=None)
 
-    def fetched(self, account: str, folder: Folder, count: int) -> None:
-        self.progress.advance(self.tasks[(account, folder.name)], count)
+    def fetched(self, account: str, folder: Folder, count: int, total: int | None) -> None:
+        task = self.tasks[(account, folder.name)]
+        if total is not None:
+            self.progress.update(task, total=total)
+        self.progress.advance(task, count)
 
 
 @main.command("scan")

@@ -57,7 +57,7 @@ class Progress:
 
     def folder(self, account: str, folder: Folder) -> None: ...
 
-    def fetched(self, account: str, folder: Folder, count: int) -> None: ...
+    def fetched(self, account: str, folder: Folder, count: int, total: int | None) -> None: ...
 
 
 SourceOpener = Callable[[Account, Config, Rules], Source]
@@ -248,7 +248,7 @@ def _scan_folder(
         )
         fetched += len(batch.messages)
         outcome.fetched += len(batch.messages)
-        progress.fetched(account, folder, len(batch.messages))
+        progress.fetched(account, folder, len(batch.messages), batch.total)
         log.info(
             "%s: %s (%s): %d fetched, %d G-MIS-looking, state uid %s",
             account,

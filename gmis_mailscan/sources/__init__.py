@@ -36,6 +36,7 @@ class Batch:
     messages: tuple[RawMessage, ...]
     uidvalidity: int | None
     last_uid: int
+    total: int | None = None  # messages this fetch of the folder will deliver, when known
 
 
 @dataclass(frozen=True)

@@ -126,9 +126,10 @@ class ImapSource:
             )
             last_uid = chunk[-1]
             final = i + self.batch_size >= len(uids)
-            yield Batch(messages, uidvalidity, max(last_uid, uidnext - 1) if final else last_uid)
+            state_uid = max(last_uid, uidnext - 1) if final else last_uid
+            yield Batch(messages, uidvalidity, state_uid, total=len(uids))
         if not uids:
-            yield Batch((), uidvalidity, max(last_uid, uidnext - 1))
+            yield Batch((), uidvalidity, max(last_uid, uidnext - 1), total=0)
 
     def present(self, folder: Folder, locators: set[str]) -> set[str]:
         """Which of the known messages (uid:N) are still in the folder."""
