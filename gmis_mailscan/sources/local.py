@@ -82,7 +82,7 @@ class LocalSource:
             found["INBOX"] = [root]
             for sub in sorted(p for p in root.iterdir() if p.name.startswith(".") and p.is_dir()):
                 if (sub / "cur").is_dir() or (sub / "new").is_dir():
-                    found[decode_utf7(sub.name[1:].encode()).replace(".", "/")] = [sub]
+                    found[_maildir_folder_name(sub.name)] = [sub]
         elif kind == "mbox":
             found["INBOX"] = [root]
         else:
@@ -104,6 +104,15 @@ class LocalSource:
                     yield str(file), file.read_bytes() if read else b""
             else:
                 yield from _mbox_messages(path)
+
+
+def _maildir_folder_name(dirname: str) -> str:
+    """Maildir++ ``.a.b`` → ``a/b``; Dovecot writes non-ASCII names in modified UTF-7
+    (``.&j,dg0TDhMPww6w-``), people creating folders by hand write them in UTF-8 (``.迷惑メール``)."""
+    name = dirname[1:]
+    if name.isascii():
+        name = decode_utf7(name.encode())
+    return name.replace(".", "/")
 
 
 def _maildir_messages(path: Path, read: bool) -> Iterator[tuple[str, bytes]]:
