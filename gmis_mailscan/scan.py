@@ -121,6 +121,12 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
         parsed = parse(raw.data)
     except UnparseableMessage as exc:
         return ScannedMessage(**base, type=UNPARSEABLE, parse_error=str(exc))
+    except Exception as exc:  # a parser bug must cost one message, not the run
+        return ScannedMessage(
+            **base,
+            type=UNPARSEABLE,
+            parse_error=f"internal error while parsing: {type(exc).__name__}: {exc}",
+        )
     try:
         if not is_candidate(parsed, rules):
             return None
@@ -216,7 +222,7 @@ def _scan_account(
             outcome.folders.append((folder.name, folder.role, fetched))
     except Exception as exc:  # unreachable host, refused login, dropped connection, bad path
         outcome.error = describe_error(exc)
-        log.warning("%s: %s", account.name, outcome.error)
+        log.info("%s: failed: %s", account.name, outcome.error)
     finally:
         if source is not None:
             try:

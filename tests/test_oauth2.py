@@ -38,7 +38,7 @@ class FakeProvider:
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server API)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qs(self.rfile.read(length).decode("utf-8"))
                 with provider._lock:
@@ -53,12 +53,12 @@ class FakeProvider:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802 -- Dovecot must use POST here
+            def do_GET(self) -> None:  # Dovecot must use POST here
                 with provider._lock:
                     provider.requests.append(("GET", self.path, {}))
                 self.send_error(405)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass  # the request line may carry a token: keep it out of the test output
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
