@@ -277,7 +277,11 @@ def test_relative_paths_resolved_against_the_config_folder(tmp_path):
     assert imap.password == PasswordSource(file=base / "secrets" / "pw")
     assert imap.ca_file == base / "ca.pem"
     local = config.accounts_by_name["disk"].local
-    assert (local.kind, local.path, local.junk_paths) == ("maildir", base / "mail/box", (base / "j.mbox",))
+    assert (local.kind, local.path, local.junk_paths) == (
+        "maildir",
+        base / "mail/box",
+        (base / "j.mbox",),
+    )
 
 
 def test_config_path_precedence(monkeypatch):

@@ -27,7 +27,9 @@ NFKC_CASES = [
 ]
 
 
-@pytest.mark.parametrize("original,text", [c[1:] for c in NFKC_CASES], ids=[c[0] for c in NFKC_CASES])
+@pytest.mark.parametrize(
+    "original,text", [c[1:] for c in NFKC_CASES], ids=[c[0] for c in NFKC_CASES]
+)
 def test_normalized_text(original, text):
     assert normalize(original).text == text
 
@@ -43,7 +45,12 @@ def test_origin_has_one_index_per_character_and_is_ordered(original):
 SPAN_CASES = [
     # (name, original, needle in the normalized text, original text behind it)
     ("full-width ID", "ログインＩＤ：ＫＧＳ－００１\n", "KGS-001", "ＫＧＳ－００１"),
-    ("name with circled digit", "医療法人①髙木病院～本院 ご担当者様", "医療法人1髙木病院~本院", "医療法人①髙木病院～本院"),
+    (
+        "name with circled digit",
+        "医療法人①髙木病院～本院 ご担当者様",
+        "医療法人1髙木病院~本院",
+        "医療法人①髙木病院～本院",
+    ),
     ("value after blank lines", "住所:\n\n\n鹿児島県鹿屋市", "鹿児島県鹿屋市", "鹿児島県鹿屋市"),
     ("value split over lines", "報告機関名:\r\nさくら\r\n病院", "さくら\n病院", "さくら 病院"),
     ("ideographic space inside", "さくら\u3000病院", "さくら 病院", "さくら 病院"),

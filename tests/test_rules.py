@@ -89,7 +89,9 @@ ERROR_CASES = [
     (
         "field without patterns",
         "gmis.toml",
-        replace("[fields.login_url]\n", "[fields.fax]\nvalue = 'normalized'\n\n[fields.login_url]\n"),
+        replace(
+            "[fields.login_url]\n", "[fields.fax]\nvalue = 'normalized'\n\n[fields.login_url]\n"
+        ),
         "fields.fax.patterns",
         "required key is missing",
     ),
@@ -194,7 +196,9 @@ ERROR_CASES = [
     (
         "contacts: unknown key",
         "contacts/kagoshima.toml",
-        replace('name = "加世田保健所（指導監査係）"', 'name = "加世田保健所（指導監査係）"\nfax = "x"'),
+        replace(
+            'name = "加世田保健所（指導監査係）"', 'name = "加世田保健所（指導監査係）"\nfax = "x"'
+        ),
         "contacts[2].fax",
         "unknown key",
     ),

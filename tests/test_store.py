@@ -138,14 +138,21 @@ def test_same_message_in_two_folders_is_one_message(repo):
 
 def test_one_location_per_folder(repo):
     """Two copies of one message in a folder: one location, the last one seen."""
-    store(repo, "INBOX", [message("a@g-mis.net", locator="/m/1"), message("a@g-mis.net", locator="/m/2")])
+    store(
+        repo,
+        "INBOX",
+        [message("a@g-mis.net", locator="/m/1"), message("a@g-mis.net", locator="/m/2")],
+    )
     assert where(repo) == [("a@g-mis.net", "INBOX", "/m/2")]
 
 
 def test_message_without_message_id_dedups_by_content(repo):
     one = message(None, locator="/m/1", data=b"same bytes")
     assert store(repo, "INBOX", [one]) == 1
-    assert store(repo, "Junk", [message(None, "Junk", "junk", locator="/j/1", data=b"same bytes")]) == 0
+    assert (
+        store(repo, "Junk", [message(None, "Junk", "junk", locator="/j/1", data=b"same bytes")])
+        == 0
+    )
     assert store(repo, "INBOX", [message(None, locator="/m/2", data=b"other bytes")]) == 1
     assert repo.message_count() == 2
 
@@ -225,7 +232,9 @@ def test_messages_in_date_order(repo):
 
 
 def test_unparseable_message_is_kept_with_its_reason(repo):
-    bad = ScannedMessage("INBOX", "inbox", "/m/bad", None, "f" * 64, 0, "unparseable", parse_error="empty message")
+    bad = ScannedMessage(
+        "INBOX", "inbox", "/m/bad", None, "f" * 64, 0, "unparseable", parse_error="empty message"
+    )
     assert store(repo, "INBOX", [bad]) == 1
     [back] = repo.messages("acc")
     assert (back.type, back.parse_error, back.genuine) == ("unparseable", "empty message", None)
@@ -296,7 +305,9 @@ def test_staff_answers_add_withdraw_list(repo):
         ("さくら病院", "login_done"),
     ]
     assert repo.withdraw_answers("acc", None) == 1
-    assert [(a.institution, a.answer) for a in repo.answers("acc")] == [("さくら病院", "login_done")]
+    assert [(a.institution, a.answer) for a in repo.answers("acc")] == [
+        ("さくら病院", "login_done")
+    ]
     assert repo.withdraw_answers("acc", "さくら病院") == 1
     assert repo.withdraw_answers("acc", "さくら病院") == 0
     assert repo.answers("acc") == []
@@ -313,11 +324,15 @@ def test_answer_for_an_account_not_scanned_yet(repo):
 
 
 def test_save_institutions_replaces_the_account_states(repo):
-    a = InstitutionState("さくら病院", "さくら病院", "kgs-1", None, "鹿屋市", "password_mail_received", "method4")
+    a = InstitutionState(
+        "さくら病院", "さくら病院", "kgs-1", None, "鹿屋市", "password_mail_received", "method4"
+    )
     b = InstitutionState("あおば病院", "あおば病院", None, "A-1", None, "existing_account", "none")
     repo.save_institutions("acc", [a, b])
     assert repo.institutions("acc") == sorted([a, b], key=lambda s: s.key)
-    done = InstitutionState("さくら病院", "さくら病院", "kgs-1", None, "鹿屋市", "login_completed", "none")
+    done = InstitutionState(
+        "さくら病院", "さくら病院", "kgs-1", None, "鹿屋市", "login_completed", "none"
+    )
     repo.save_institutions("acc", [done])
     assert repo.institutions("acc") == [done]
     assert repo.institutions("nobody") == []
