@@ -126,6 +126,11 @@ def _assess(
     warnings = list(account_warnings) + list(decision.warnings)
     for m in genuine:
         warnings.extend(f"{m.folder}: {w.en}" for w in m.warnings)
+        if not m.present:
+            warnings.append(
+                f"{m.type} mail is no longer in the mailbox (last seen in {m.folder}): "
+                "deleted or moved to a folder that is not scanned"
+            )
     return Assessment(
         account=facts.name,
         key=key,

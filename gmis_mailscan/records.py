@@ -147,6 +147,7 @@ class ScannedMessage:
     reasons: tuple[Reason, ...] = ()
     warnings: tuple[Reason, ...] = ()
     parse_error: str | None = None
+    present: bool = True  # False: no scanned folder holds it any more (deleted or moved away)
 
     @property
     def dedup_key(self) -> str:

@@ -323,3 +323,29 @@ def test_explicit_folder_list_and_unknown_folder(server, tmp_path):
     assert run.paths() == {user.name: "method4"}  # "other" folder: not junk
     run = Run(write_config(tmp_path, account_toml(server, user, tmp_path, folders=["Nope"])))
     assert "'Nope' not found" in run.scan().accounts[0].error
+
+
+def test_deleted_password_mail_still_counts_after_login(server, tmp_path):
+    """Staff log in, then delete the mail: the answer must not turn into 'apply anew'."""
+    user = server.new_user("deleted")
+    uid = server.append(user, "INBOX", mailfactory.build("password_registration"))
+    config = write_config(tmp_path, account_toml(server, user, tmp_path))
+    assert cli(config, "scan").returncode == 0
+    assert cli(config, "mark", user.name, "--login-done").returncode == 0
+    client = server.connect(user)
+    client.select_folder("INBOX")
+    client.delete_messages([uid])
+    client.expunge()
+    client.logout()
+    assert cli(config, "scan").returncode == 0
+    (item,) = json.loads(cli(config, "report", "--format", "json").stdout)["institutions"]
+    assert (item["state"], item["path"], item["login_id"]) == (
+        "login_completed",
+        "none",
+        "kgs-sakura01",
+    )
+    assert item["evidence"][0]["present"] is False
+    assert any("no longer in the mailbox" in w for w in item["warnings"])
+    assert cli(config, "mark", user.name, "--clear").returncode == 0
+    (item,) = json.loads(cli(config, "report", "--format", "json").stdout)["institutions"]
+    assert item["path"] == "method4"  # received once; the mail cannot be resent

@@ -3,6 +3,7 @@ staff answers, institutions, scan runs, and the password token never written."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -80,7 +81,13 @@ def store(repo: Repo, folder: str, msgs: list[ScannedMessage], uidvalidity=None,
 
 
 def where(repo: Repo) -> list[tuple[str | None, str, str]]:
-    return [(m.message_id, m.folder, m.locator) for m in repo.messages("acc")]
+    """Where each message is now (messages no folder holds any more left out)."""
+    return [(m.message_id, m.folder, m.locator) for m in repo.messages("acc") if m.present]
+
+
+def gone(repo: Repo) -> list[tuple[str | None, str]]:
+    """Messages no scanned folder holds any more, with the folder they were last seen in."""
+    return [(m.message_id, m.folder) for m in repo.messages("acc") if not m.present]
 
 
 # --- schema -----------------------------------------------------------------------------
@@ -173,28 +180,41 @@ def test_folder_state_remembers_uidvalidity_last_uid_and_locators(repo):
     assert repo.folder_state("acc", "INBOX").last_uid == 8
 
 
-def test_uidvalidity_change_drops_locations_not_messages(repo):
+def test_uidvalidity_change_marks_locations_removed_keeps_messages(repo):
     store(repo, "INBOX", [message("a", uid=5), message("b", uid=6)], 100, 6)
     store(repo, "Junk", [message("c", "Junk", "junk", uid=1)], 300, 1)
     # The server renumbered INBOX: only "a" is found again, under a new UID.
     assert store(repo, "INBOX", [message("a", uid=1)], 200, 1) == 0
     assert repo.message_count() == 3
     assert where(repo) == [("a", "INBOX", "uid:1"), ("c", "Junk", "uid:1")]
+    assert gone(repo) == [("b", "INBOX")]
     assert repo.folder_state("acc", "INBOX") == FolderState(200, 1, frozenset({"uid:1"}))
     # A message found again later is the same message, not a new one.
     assert store(repo, "INBOX", [message("b", uid=2)], 200, 2) == 0
     assert repo.message_count() == 3
+    assert gone(repo) == []
 
 
 def test_prune_locations(repo):
     store(repo, "INBOX", [message("a", uid=1), message("b", uid=2)], 1, 2)
     assert repo.prune_locations("acc", "INBOX", {"uid:1"}) == 1
     assert where(repo) == [("a", "INBOX", "uid:1")]
-    assert repo.message_count() == 2  # the message is kept; only where it was is forgotten
+    assert repo.message_count() == 2  # the message is kept, with where it was last seen
+    assert gone(repo) == [("b", "INBOX")]
     assert repo.prune_locations("acc", "INBOX", {"uid:1"}) == 0
-    # Moved to Junk: the same message shows up there.
+    # Moved to Junk: the same message shows up there, and only there.
     assert store(repo, "Junk", [message("b", "Junk", "junk", uid=4)], 9, 4) == 0
     assert where(repo) == [("a", "INBOX", "uid:1"), ("b", "Junk", "uid:4")]
+    assert gone(repo) == []
+
+
+def test_a_spoof_reusing_a_message_id_is_not_merged_with_the_genuine_mail(repo):
+    spoof = dataclasses.replace(message("a", uid=1), genuine=False, sha256="1" * 64)
+    genuine = dataclasses.replace(message("a", uid=2), genuine=True, sha256="2" * 64)
+    assert store(repo, "INBOX", [spoof], 1, 1) == 1
+    assert store(repo, "INBOX", [genuine], 1, 2) == 1
+    assert sorted(m.genuine for m in repo.messages("acc")) == [False, True]
+    assert store(repo, "INBOX", [genuine], 1, 2) == 0  # rescanning it adds nothing
 
 
 def test_messages_round_trip(repo):

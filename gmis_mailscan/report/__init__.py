@@ -66,6 +66,7 @@ def _evidence(m: ScannedMessage) -> dict[str, Any]:
         "type": m.type,
         "folder": m.folder,
         "folder_role": m.folder_role,
+        "present": m.present,
         "genuine": bool(m.genuine),
         "reasons": [r.as_dict() for r in m.reasons],
         "warnings": [r.as_dict() for r in m.warnings],

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+MIGRATION_LOCK_WAIT = 120.0  # seconds; a migration takes well under one
 
 
 class DatabaseError(RuntimeError):
@@ -46,10 +47,10 @@ def connect(url: str, *, migrate: bool = True) -> Engine:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     """WAL: readers never block the scan, and a killed writer leaves the file consistent."""
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL may have to wait
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -60,13 +61,36 @@ def _alembic_config() -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision`; a no-op when it is there already."""
+    """Bring the schema to `revision`; a no-op when it is there already.
+
+    Two processes opening a new (or older) database at once, as overlapping cron runs do,
+    must not both migrate it: the second would fail on tables the first just created. So the
+    check and the migration run under a lock (an advisory lock held by the transaction on
+    PostgreSQL, a lock file beside the database on SQLite).
+    """
     cfg = _alembic_config()
-    with engine.begin() as conn:
+    with _migration_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(7426002)"))
         if current_revision(conn) == ScriptDirectory.from_config(cfg).get_current_head():
             return
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with _file_lock(Path(database + ".migrate.lock"), MIGRATION_LOCK_WAIT) as got:
+        if not got:
+            raise DatabaseError(
+                f"{database}: another process has been upgrading the schema for over "
+                f"{MIGRATION_LOCK_WAIT:.0f} s"
+            )
+        yield
 
 
 def current_revision(conn) -> str | None:

@@ -34,7 +34,7 @@ class FolderRow(Base):
     __table_args__ = (UniqueConstraint("account_id", "name"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(500))
+    name: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(10))
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -72,7 +72,7 @@ class MessageRow(Base):
 
 
 class LocationRow(Base):
-    """Where a message is now: folder, role and UID (IMAP) or file (disk)."""
+    """Where a message is (or was, when removed_at is set): folder, role, UID or file."""
 
     __tablename__ = "locations"
     __table_args__ = (
@@ -82,11 +82,12 @@ class LocationRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    folder: Mapped[str] = mapped_column(String(500))
+    folder: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(10))
     uid: Mapped[int | None] = mapped_column(BigInteger)
     locator: Mapped[str] = mapped_column(Text)
     seen_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]  # no longer in the folder (migration 0003)
 
 
 class StaffAnswerRow(Base):
@@ -109,7 +110,7 @@ class InstitutionRow(Base):
     __table_args__ = (UniqueConstraint("account_id", "key"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(500))
+    key: Mapped[str] = mapped_column(Text)
     name: Mapped[str | None] = mapped_column(Text)
     login_id: Mapped[str | None] = mapped_column(Text)
     application_number: Mapped[str | None] = mapped_column(Text)

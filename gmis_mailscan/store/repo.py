@@ -107,7 +107,9 @@ class Repo:
             )
             known = s.scalars(
                 select(LocationRow.locator).where(
-                    LocationRow.account_id == acc.id, LocationRow.folder == folder
+                    LocationRow.account_id == acc.id,
+                    LocationRow.folder == folder,
+                    LocationRow.removed_at.is_(None),
                 )
             ).all()
             if row is None:
@@ -127,7 +129,8 @@ class Repo:
         """Store one batch and the folder's new state atomically; return rows added.
 
         A UIDVALIDITY different from the stored one means the server renumbered the folder:
-        its old locations are dropped in the same transaction, the messages stay.
+        its old locations are marked removed in the same transaction (the rescan that follows
+        finds the messages again under their new UIDs); the messages stay.
         """
         added = 0
         with Session(self.engine) as s, s.begin():
@@ -140,9 +143,13 @@ class Repo:
                 s.add(frow)
             elif frow.uidvalidity is not None and uidvalidity != frow.uidvalidity:
                 s.execute(
-                    delete(LocationRow).where(
-                        LocationRow.account_id == acc.id, LocationRow.folder == folder
+                    update(LocationRow)
+                    .where(
+                        LocationRow.account_id == acc.id,
+                        LocationRow.folder == folder,
+                        LocationRow.removed_at.is_(None),
                     )
+                    .values(removed_at=now())
                 )
                 frow.last_uid = 0
             frow.role = role
@@ -155,11 +162,12 @@ class Repo:
 
     def _store_message(self, s: Session, account_id: int, msg: ScannedMessage, run_id) -> int:
         dedup_key = _clean(msg.dedup_key)
-        row = s.scalar(
-            select(MessageRow).where(
-                MessageRow.account_id == account_id, MessageRow.dedup_key == dedup_key
-            )
-        )
+        row = self._message_row(s, account_id, dedup_key)
+        if row is not None and row.genuine != msg.genuine and row.sha256 != msg.sha256:
+            # Same Message-ID, different bytes and verdict: a spoof reusing a real Message-ID
+            # (or the real mail after a spoof) is another message, never merged into it.
+            dedup_key = _clean(f"{dedup_key}#sha256:{msg.sha256}")
+            row = self._message_row(s, account_id, dedup_key)
         added = 0
         if row is None:
             row = MessageRow(
@@ -193,27 +201,43 @@ class Repo:
             loc = LocationRow(message_pk=row.id, account_id=account_id, folder=msg.folder)
             s.add(loc)
         loc.role, loc.uid, loc.locator, loc.seen_at = msg.folder_role, msg.uid, msg.locator, now()
+        loc.removed_at = None
         return added
 
+    @staticmethod
+    def _message_row(s: Session, account_id: int, dedup_key: str) -> MessageRow | None:
+        return s.scalar(
+            select(MessageRow).where(
+                MessageRow.account_id == account_id, MessageRow.dedup_key == dedup_key
+            )
+        )
+
     def prune_locations(self, account: str, folder: str, present: set[str]) -> int:
-        """Forget where messages were that a folder no longer holds (moved or deleted)."""
+        """Mark removed the messages a folder no longer holds (moved or deleted).
+
+        Removed, not forgotten: a password mail staff deleted after logging in was still
+        received, and the decision must not fall back to "apply for a new account".
+        """
         with Session(self.engine) as s, s.begin():
             acc = self._account(s, account)
             gone = [
                 loc
                 for loc in s.scalars(
                     select(LocationRow).where(
-                        LocationRow.account_id == acc.id, LocationRow.folder == folder
+                        LocationRow.account_id == acc.id,
+                        LocationRow.folder == folder,
+                        LocationRow.removed_at.is_(None),
                     )
                 )
                 if loc.locator not in present
             ]
             for loc in gone:
-                s.delete(loc)
+                loc.removed_at = now()
             return len(gone)
 
     def messages(self, account: str) -> list[ScannedMessage]:
-        """Every stored message of an account, once per folder that holds it now."""
+        """Every stored message of an account, once per folder that holds it now; a message
+        no folder holds any more once, where it was last seen, with present=False."""
         with Session(self.engine) as s:
             acc = self._account(s, account, missing_ok=True)
             if acc is None:
@@ -222,9 +246,24 @@ class Repo:
                 select(MessageRow, LocationRow)
                 .join(LocationRow, LocationRow.message_pk == MessageRow.id)
                 .where(MessageRow.account_id == acc.id)
-                .order_by(MessageRow.date, MessageRow.id, LocationRow.folder)
+                .order_by(
+                    MessageRow.date.asc().nulls_first(),
+                    MessageRow.id,
+                    LocationRow.removed_at.desc().nulls_first(),
+                    LocationRow.folder,
+                )
             ).all()
-            return [_scanned(m, loc) for m, loc in rows]
+            out: list[ScannedMessage] = []
+            present: set[int] = set()
+            seen: set[int] = set()
+            for m, loc in rows:
+                if loc.removed_at is None:
+                    present.add(m.id)
+                    out.append(_scanned(m, loc))
+                elif m.id not in present and m.id not in seen:
+                    out.append(_scanned(m, loc, present=False))
+                seen.add(m.id)
+            return out
 
     def message_count(self) -> int:
         with Session(self.engine) as s:
@@ -396,7 +435,7 @@ def _reasons(items: list[dict] | None) -> tuple[Reason, ...]:
     return tuple(Reason(r["code"], r.get("en", ""), r.get("ja", "")) for r in items or [])
 
 
-def _scanned(m: MessageRow, loc: LocationRow) -> ScannedMessage:
+def _scanned(m: MessageRow, loc: LocationRow, present: bool = True) -> ScannedMessage:
     return ScannedMessage(
         folder=loc.folder,
         folder_role=loc.role,
@@ -415,6 +454,7 @@ def _scanned(m: MessageRow, loc: LocationRow) -> ScannedMessage:
         reasons=_reasons(m.reasons),
         warnings=_reasons(m.warnings),
         parse_error=m.parse_error,
+        present=present,
     )
 
 
