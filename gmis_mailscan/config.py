@@ -176,6 +176,8 @@ def _imap(t: Table, base: Path) -> ImapSettings:
     else:
         password = _password_source(t, base)
     folders = t.data.get("folders", "auto")
+    if isinstance(folders, str) and folders != "auto":
+        raise t.error("folders", f'expected "auto" or a list of folder names, got {folders!r}')
     if folders == "auto":
         t.get("folders", str, "auto")
         folder_list = None

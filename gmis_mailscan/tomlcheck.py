@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _MISSING = object()
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
 
 
 class TomlError(ValueError):
