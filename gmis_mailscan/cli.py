@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import click
+from bs4 import MarkupResemblesLocatorWarning
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -87,6 +89,9 @@ def main(ctx: click.Context, config_option: str | None, quiet: bool, verbose: bo
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:  # hostile mail is recorded as such; library chatter about it is cron noise
+        logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning)
     ctx.obj = Context(config_option, quiet)
 
 
@@ -94,8 +99,10 @@ def _rules_and_repo(config: Config, migrate: bool = True) -> tuple[Rules, Repo]:
     try:
         rules = load_rules(config.rules_dir)
         repo = Repo(connect(config.database_url, migrate=migrate))
-    except (TomlError, DatabaseError) as exc:
+    except TomlError as exc:
         fail(str(exc))
+    except DatabaseError as exc:  # the [database] url of this config file
+        fail(f"{config.path}: {exc}" if config.path else str(exc))
     return rules, repo
 
 
@@ -242,7 +249,8 @@ def report_command(ctx: Context, fmt: str, output: Path | None) -> None:
             width=120 if output or not sys.stdout.isatty() else None,
         )
         for part in formats.to_terminal(doc):
-            console.print(part)
+            # Text parts are not re-wrapped: Japanese has no spaces to break at.
+            console.print(part, soft_wrap=isinstance(part, str))
         return
     text = {"json": formats.to_json, "csv": formats.to_csv, "html": formats.to_html}[fmt](doc)
     if output:
@@ -412,7 +420,7 @@ def doctor_command(ctx: Context, names: tuple[str, ...]) -> None:
             report = diagnose(account, config, rules)
         except Exception as exc:
             failed += 1
-            click.echo(f"{account.name}: FAILED: {describe_error(exc)}")
+            click.echo(f"{account.name}: FAILED: {describe_error(exc, account, config.timeout)}")
             continue
         click.echo(f"{account.name}: OK ({report['where']})")
         for folder in report["folders"]:

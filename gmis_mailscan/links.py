@@ -46,11 +46,16 @@ _SPECIAL_SCHEMES = ("http", "https", "ftp", "ws", "wss")
 _URL_WHITESPACE = str.maketrans("", "", "\t\r\n")
 
 
-def extract_links(text: str, html: str | None) -> tuple[Link, ...]:
-    """Every URL in the plain text and the HTML, in order of appearance, identical Links once."""
+def extract_links(
+    text: str, html: str | None, soup: BeautifulSoup | None = None
+) -> tuple[Link, ...]:
+    """Every URL in the plain text and the HTML, in order of appearance, identical Links once.
+
+    `soup` is the HTML already parsed by the caller (html.parser), to parse it only once.
+    """
     found = [Link(url, "text") for url in _text_urls(text)]
     if html:
-        found.extend(_html_links(html))
+        found.extend(_html_links(html, soup))
     return tuple(dict.fromkeys(found))
 
 
@@ -92,8 +97,8 @@ def _trim(url: str) -> str:
     return url
 
 
-def _html_links(html: str) -> list[Link]:
-    soup = BeautifulSoup(html, "html.parser")
+def _html_links(html: str, soup: BeautifulSoup | None = None) -> list[Link]:
+    soup = soup if soup is not None else BeautifulSoup(html, "html.parser")
     links: list[Link] = []
     for tag in soup.find_all(list(_HTML_ATTRS)):
         attr, source = _HTML_ATTRS[tag.name]

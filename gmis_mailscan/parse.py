@@ -9,6 +9,7 @@ So the text parts are decoded here, from their bytes, with Japanese-aware charse
 from __future__ import annotations
 
 import email.header
+import email.parser
 import email.utils
 import re
 from datetime import datetime
@@ -17,6 +18,7 @@ from email.message import Message
 import mailparser
 from bs4 import BeautifulSoup
 from bs4.element import Tag
+from mailparser.exceptions import MailParserRecursionError
 
 from .links import extract_links
 from .records import ParsedMessage
@@ -57,23 +59,23 @@ def parse(raw: bytes) -> ParsedMessage:
     if not raw.strip():
         raise UnparseableMessage("empty message")
     try:
-        mail = mailparser.parse_from_bytes(raw)
-        msg = mail.message
+        msg, defect_names = _mime(raw)
         plain, html = _bodies(msg)
     except UnparseableMessage:
         raise
-    except RecursionError:
+    except (RecursionError, MailParserRecursionError):
         raise UnparseableMessage("MIME structure nested too deeply") from None
     except Exception as exc:  # mail-parser and email raise many types on hostile input
         raise UnparseableMessage(f"MIME parsing failed: {type(exc).__name__}: {exc}") from None
     if not msg.keys():
         raise UnparseableMessage("no header section")
-    html_text = _html_to_text(html) if html else ""
+    soup = BeautifulSoup(html, "html.parser") if html else None  # one parse for text and links
+    html_text = _html_to_text(html, soup) if html else ""
     text = plain or html_text
     from_addresses = tuple(_addresses(msg.get_all("From", [])))
     if not from_addresses and not msg.get("Subject"):
         raise UnparseableMessage("no From and no Subject header")
-    defects = tuple(sorted(set(mail.defects_categories or ()) - _HANDLED_DEFECTS))
+    defects = tuple(sorted(set(defect_names) - _HANDLED_DEFECTS))
     return ParsedMessage(
         message_id=_message_id(msg.get("Message-ID")),
         subject=_header_text(msg.get("Subject", "")),
@@ -83,12 +85,55 @@ def parse(raw: bytes) -> ParsedMessage:
         date=_date(msg.get("Date")),
         text=text,
         html=html or None,
-        links=extract_links(text if plain else "", html or None),
+        links=extract_links(text if plain else "", html or None, soup),
         authentication_results=tuple(
             _header_text(v) for v in msg.get_all("Authentication-Results", [])
         ),
         defects=defects,
     )
+
+
+def parse_head(raw: bytes) -> ParsedMessage | None:
+    """From and Subject alone, read from the header section (no MIME tree, no bodies), as
+    parse() reads them: enough to set unrelated mail aside cheaply. None when the message has
+    neither, and only parse() can say what is wrong with it."""
+    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
+    head = raw[: min(ends) + 1] if ends else raw
+    msg = email.parser.BytesHeaderParser().parsebytes(head)
+    from_addresses = tuple(_addresses(msg.get_all("From", [])))
+    subject = msg.get("Subject")
+    if not from_addresses and not subject:
+        return None
+    return ParsedMessage(
+        message_id=None,
+        subject=_header_text(subject or ""),
+        from_addresses=from_addresses,
+        reply_to=(),
+        return_path=None,
+        date=None,
+        text="",
+        html=None,
+        links=(),
+        authentication_results=(),
+    )
+
+
+def _mime(raw: bytes) -> tuple[Message, set[str]]:
+    """The MIME tree and the names of its defects, as mail-parser reads them.
+
+    mail-parser 4.8 gives up on some damaged headers that the stdlib reads fine (a broken
+    base64 encoded word in a From display name raises HeaderParseError); the stdlib's tree
+    is used then, so one damaged header does not make a G-MIS mail unreadable.
+    """
+    try:
+        mail = mailparser.parse_from_bytes(raw)
+        return mail.message, set(mail.defects_categories or ())
+    except MailParserRecursionError:
+        raise
+    except Exception as exc:
+        msg = email.message_from_bytes(raw)
+        names = {type(d).__name__ for part in msg.walk() for d in part.defects}
+        return msg, names | {type(exc).__name__}
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
@@ -165,13 +210,13 @@ def _bodies(msg: Message) -> tuple[str, str]:
     return "\n".join(plain).strip(), "\n".join(html).strip()
 
 
-def _html_to_text(html: str) -> str:
+def _html_to_text(html: str, soup: BeautifulSoup | None = None) -> str:
     """Render HTML as text with a line break after each block, as a reader sees it.
 
     One iterative walk of the tree: hostile mail nests tags thousands deep, where inserting
     the line breaks into the tree (bs4 insert_after) took quadratic time (20000 <div>: 16 s).
     """
-    soup = BeautifulSoup(html, "html.parser")
+    soup = soup if soup is not None else BeautifulSoup(html, "html.parser")
     wanted = soup.interesting_string_types  # what get_text() keeps: text and CDATA
     out: list[str] = []
     stack = [(iter(soup.contents), False)]

@@ -7,6 +7,7 @@ Only this module knows the order of the stages. Accounts are scanned concurrentl
 from __future__ import annotations
 
 import hashlib
+import imaplib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .classify import classify, is_candidate
 from .config import Account, Config
-from .parse import UnparseableMessage, parse
+from .parse import UnparseableMessage, parse, parse_head
 from .records import UNPARSEABLE, RawMessage, Reason, ScannedMessage
 from .rules import Rules
 from .sources import Folder, Source, SourceError
@@ -107,8 +108,16 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
     """Parse, classify and verify one message; None when it is not G-MIS-looking mail.
 
     Never raises: a message that cannot be read becomes an `unparseable` record with the
-    reason, so one bad message cannot stop a scan.
+    reason, so one bad message cannot stop a scan. Mail whose From and Subject already show
+    that it is not G-MIS-looking is set aside on its header alone, its bodies never decoded
+    (most of a local Maildir or mbox is such mail).
     """
+    try:
+        head = parse_head(raw.data)
+        if head is not None and not is_candidate(head, rules):
+            return None
+    except Exception:  # whatever is wrong with it, parse() below says so
+        pass
     base = dict(
         folder=raw.folder,
         folder_role=raw.folder_role,
@@ -211,17 +220,19 @@ def _scan_account(
     source = None
     try:
         source = opener(account, config, rules)
-        quota = source.quota()
-        repo.set_quota(account.name, quota)
-        outcome.quota_ratio = quota.ratio if quota else None
         for folder in source.folders():
             progress.folder(account.name, folder)
             fetched = _scan_folder(
                 account.name, folder, source, repo, rules, policy, run_id, outcome, progress
             )
             outcome.folders.append((folder.name, folder.role, fetched))
+        # Asked last: on Dovecot with the count quota backend, GETQUOTAROOT makes every later
+        # mailbox open of the session cost a full count (~50 ms per 100,000 messages).
+        quota = source.quota()
+        repo.set_quota(account.name, quota)
+        outcome.quota_ratio = quota.ratio if quota else None
     except Exception as exc:  # unreachable host, refused login, dropped connection, bad path
-        outcome.error = describe_error(exc)
+        outcome.error = describe_error(exc, account, config.timeout)
         log.info("%s: failed: %s", account.name, outcome.error)
     finally:
         if source is not None:
@@ -270,9 +281,18 @@ def _scan_folder(
     return fetched
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(
+    exc: BaseException, account: Account | None = None, timeout: float | None = None
+) -> str:
     """One line for the report and the cron mail; never a password (sources never put it in)."""
     if isinstance(exc, SourceError):
-        return str(exc)
+        return " ".join(str(exc).split())
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    imap = account.imap if account is not None else None
+    server = f"{imap.host}:{imap.port}" if imap else "the server"
+    if isinstance(exc, TimeoutError) or "timed out" in text:
+        limit = f" within {timeout:g} s ([scan] timeout)" if timeout else ""
+        return f"no answer from {server}{limit}"
+    if isinstance(exc, imaplib.IMAP4.abort | ConnectionError | EOFError):
+        return f"connection to {server} lost: {text or type(exc).__name__}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -9,11 +9,13 @@ From is checked exactly later, since a server search is a substring match.
 from __future__ import annotations
 
 import ipaddress
+import queue
 import ssl
+import threading
 from collections.abc import Iterator
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.imapclient import JUNK, SocketTimeout
 
 from ..config import Account, Config, ImapSettings
@@ -26,6 +28,9 @@ from . import Batch, Folder, FolderState, Quota, SourceError, name_matches
 _SKIP_FLAGS = {b"\\Sent", b"\\Drafts", b"\\All", b"\\Flagged"}
 FETCH_ITEM = b"BODY.PEEK[]"
 FETCH_KEY = b"BODY[]"  # what the server answers BODY.PEEK[] with
+#: A first scan searches a big folder in windows of this many UIDs (each message still once),
+#: so that the matches of one window are parsed while the server searches the next.
+SEARCH_WINDOW = 10_000
 
 
 def is_loopback(host: str) -> bool:
@@ -106,37 +111,57 @@ class ImapSource:
         return None
 
     def fetch(self, folder: Folder, state: FolderState) -> Iterator[Batch]:
+        """The folder's new likely-G-MIS messages in batches, the IMAP side one step ahead.
+
+        Searching and fetching run in a thread while the caller parses and stores the batches
+        before (see _ahead): the server works while we do. Nothing else uses the connection
+        until the last batch has been taken.
+        """
         info = self._select(folder.name)
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info.get(b"UIDNEXT", 0) or 0)
         start = state.last_uid + 1 if uidvalidity == state.uidvalidity else 1
         exists = int(info.get(b"EXISTS", 0) or 0)
-        uids = []
-        if exists:
-            found = self.client.search(["UID", f"{start}:*", *self.criteria])
-            uids = sorted(u for u in found if u >= start)  # n:* always includes the last UID
+        yield from _ahead(self._batches(folder, uidvalidity, uidnext, start, exists))
+
+    def _batches(
+        self, folder: Folder, uidvalidity: int, uidnext: int, start: int, exists: int
+    ) -> Iterator[Batch]:
         last_uid = max(start - 1, 0)
-        for i in range(0, len(uids), self.batch_size):
-            chunk = uids[i : i + self.batch_size]
-            data = self.client.fetch(chunk, [FETCH_ITEM])
-            messages = tuple(
-                RawMessage(folder.name, folder.role, f"uid:{uid}", data[uid][FETCH_KEY], uid)
-                for uid in chunk
-                if uid in data and FETCH_KEY in data[uid]
-            )
-            last_uid = chunk[-1]
-            final = i + self.batch_size >= len(uids)
-            state_uid = max(last_uid, uidnext - 1) if final else last_uid
-            yield Batch(messages, uidvalidity, state_uid, total=len(uids))
-        if not uids:
-            yield Batch((), uidvalidity, max(last_uid, uidnext - 1), total=0)
+        found = 0
+        low = start
+        while exists:
+            last = uidnext <= 0 or low + SEARCH_WINDOW >= uidnext
+            window = f"{low}:*" if last else f"{low}:{low + SEARCH_WINDOW - 1}"
+            hits = self.client.search(["UID", window, *self.criteria])
+            uids = sorted(u for u in hits if u >= low)  # n:* always includes the last UID
+            found += len(uids)
+            for i in range(0, len(uids), self.batch_size):
+                chunk = uids[i : i + self.batch_size]
+                data = self.client.fetch(chunk, [FETCH_ITEM])
+                messages = tuple(
+                    RawMessage(folder.name, folder.role, f"uid:{uid}", data[uid][FETCH_KEY], uid)
+                    for uid in chunk
+                    if uid in data and FETCH_KEY in data[uid]
+                )
+                last_uid = chunk[-1]
+                final = last and i + self.batch_size >= len(uids)
+                state_uid = max(last_uid, uidnext - 1) if final else last_uid
+                yield Batch(messages, uidvalidity, state_uid, total=found if last else None)
+                if final:
+                    return
+            if last:
+                break
+            low += SEARCH_WINDOW
+        yield Batch((), uidvalidity, max(last_uid, uidnext - 1), total=found)
 
     def present(self, folder: Folder, locators: set[str]) -> set[str]:
         """Which of the known messages (uid:N) are still in the folder."""
         uids = sorted(int(loc[4:]) for loc in locators if loc.startswith("uid:"))
         if not uids:
             return set()
-        self._select(folder.name)
+        if self._selected != folder.name:  # fetch() left it open: opening again costs the server
+            self._select(folder.name)
         found = set(self.client.search(["UID", _uid_set(uids)]))
         return {f"uid:{u}" for u in uids if u in found}
 
@@ -183,6 +208,48 @@ class ImapSource:
         return info
 
 
+def _ahead(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+    """Run `batches` in a thread, at most `depth` batches ahead of the caller.
+
+    An error of the thread reaches the caller after the batches made before it, as if read
+    in line. When the caller stops early, the thread ends after its current IMAP command.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(item: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not hand_over(("batch", batch)):
+                    return
+            hand_over(("end", None))
+        except BaseException as exc:  # handed to the caller, raised there
+            hand_over(("error", exc))
+
+    worker = threading.Thread(target=produce, name="imap-fetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = ready.get()
+            if kind == "error":
+                raise item
+            if kind == "end":
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def _uid_set(uids: list[int]) -> str:
     """1,2,3,7,9,10 → "1:3,7,9:10" (keeps the command short for long lists)."""
     ranges: list[str] = []
@@ -223,6 +290,8 @@ def _connect(settings: ImapSettings, timeout: float) -> IMAPClient:
         ) from None
     except (TimeoutError, ssl.SSLError, OSError) as exc:
         raise SourceError(f"cannot connect to {where}: {exc}") from None
+    except IMAPClientAbortError as exc:
+        raise SourceError(f"connection to {where} lost before login: {exc}") from None
     except IMAPClientError as exc:
         raise SourceError(f"{where}: {exc}") from None
 
@@ -238,6 +307,11 @@ def _login(client: IMAPClient, settings: ImapSettings, timeout: float) -> None:
     except CredentialError as exc:
         raise SourceError(str(exc)) from None
     except LoginError as exc:
+        if isinstance(exc.__context__, IMAPClientAbortError):  # the link dropped: no refusal
+            raise SourceError(
+                f"connection to {settings.host}:{settings.port} lost during login: "
+                f"{_server_text(exc)}"
+            ) from None
         raise SourceError(
             f"login refused for {settings.username} at {settings.host}: {_server_text(exc)}"
         ) from None

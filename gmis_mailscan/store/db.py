@@ -12,9 +12,10 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 MIGRATION_LOCK_WAIT = 120.0  # seconds; a migration takes well under one
@@ -38,9 +39,11 @@ def connect(url: str, *, migrate: bool = True) -> Engine:
     if migrate:
         try:
             upgrade(engine)
-        except OperationalError as exc:
+        except (SQLAlchemyError, CommandError) as exc:  # unreachable, locked, not ours
             engine.dispose()
-            raise DatabaseError(f"cannot open database {parsed!r}: {exc.orig}") from None
+            why = exc.orig if isinstance(exc, DBAPIError) else exc
+            reason = " ".join(str(why).split())
+            raise DatabaseError(f"cannot open database {parsed!r}: {reason}") from None
     return engine
 
 
@@ -72,8 +75,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with _migration_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(7426002)"))
-        if current_revision(conn) == ScriptDirectory.from_config(cfg).get_current_head():
+        script = ScriptDirectory.from_config(cfg)
+        current = current_revision(conn)
+        if current == script.get_current_head():
             return
+        if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+            raise DatabaseError(
+                f"database {engine.url!r} has schema revision {current!r}, unknown to this "
+                "gmis-mailscan (made by a newer version?): upgrade gmis-mailscan"
+            )
+        if conn.dialect.name == "sqlite":
+            # pysqlite runs DDL outside any transaction: a run killed while migrating left a
+            # half-built schema that every later run refused ("table accounts already
+            # exists"). One explicit transaction makes the migration all or nothing.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

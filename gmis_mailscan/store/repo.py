@@ -6,7 +6,9 @@ folder's new UID state, so a run cut off at any point leaves either all of a bat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -69,12 +71,23 @@ class InstitutionState:
 class Repo:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite takes one writer at a time, and a writer that finds it taken sleeps in
+        # SQLite's busy handler (1, 2, 5, 10 … 100 ms) however soon it is free again; the
+        # scan's account threads queue on this lock instead. PostgreSQL needs none.
+        sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = threading.Lock() if sqlite else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """A session in one write transaction, committed on leaving."""
+        with self._write_lock, Session(self.engine) as s, s.begin():
+            yield s
 
     # accounts -----------------------------------------------------------------------------
 
     def sync_account(self, account: Account) -> None:
         """Create the account row, or refresh what the config says of it."""
-        with Session(self.engine) as s, s.begin():
+        with self._writing() as s:
             row = self._account(s, account.name, create=True)
             row.institution = account.institution
             row.address = account.address
@@ -85,14 +98,14 @@ class Repo:
             return [_account_info(r) for r in rows]
 
     def set_quota(self, name: str, quota: Quota | None) -> None:
-        with Session(self.engine) as s, s.begin():
+        with self._writing() as s:
             row = self._account(s, name)
             row.quota_used_kib = quota.used_kib if quota else None
             row.quota_limit_kib = quota.limit_kib if quota else None
             row.quota_checked_at = now()
 
     def finish_account(self, name: str, error: str | None) -> None:
-        with Session(self.engine) as s, s.begin():
+        with self._writing() as s:
             row = self._account(s, name)
             row.last_scan_at = now()
             row.last_error = error
@@ -133,7 +146,7 @@ class Repo:
         finds the messages again under their new UIDs); the messages stay.
         """
         added = 0
-        with Session(self.engine) as s, s.begin():
+        with self._writing() as s:
             acc = self._account(s, account)
             frow = s.scalar(
                 select(FolderRow).where(FolderRow.account_id == acc.id, FolderRow.name == folder)
@@ -218,7 +231,7 @@ class Repo:
         Removed, not forgotten: a password mail staff deleted after logging in was still
         received, and the decision must not fall back to "apply for a new account".
         """
-        with Session(self.engine) as s, s.begin():
+        with self._writing() as s:
             acc = self._account(s, account)
             gone = [
                 loc
@@ -275,7 +288,7 @@ class Repo:
         self, account: str, answer: str, institution: str | None, note: str | None
     ) -> StaffAnswer:
         """Record an answer; it replaces (withdraws) earlier answers for the same target."""
-        with Session(self.engine) as s, s.begin():
+        with self._writing() as s:
             acc = self._account(s, account, create=True)
             self._withdraw(s, acc.id, institution)
             row = StaffAnswerRow(
@@ -290,7 +303,7 @@ class Repo:
             return _answer(row, account)
 
     def withdraw_answers(self, account: str, institution: str | None) -> int:
-        with Session(self.engine) as s, s.begin():
+        with self._writing() as s:
             acc = self._account(s, account, create=True)
             return self._withdraw(s, acc.id, institution)
 
@@ -323,7 +336,7 @@ class Repo:
 
     def save_institutions(self, account: str, states: list[InstitutionState]) -> None:
         """Replace the account's decided institution states with `states`."""
-        with Session(self.engine) as s, s.begin():
+        with self._writing() as s:
             acc = self._account(s, account, create=True)
             s.execute(delete(InstitutionRow).where(InstitutionRow.account_id == acc.id))
             for st in states:
@@ -371,7 +384,7 @@ class Repo:
     # scan runs ----------------------------------------------------------------------------
 
     def start_run(self) -> int:
-        with Session(self.engine) as s, s.begin():
+        with self._writing() as s:
             row = ScanRunRow(started_at=now(), status="running", fetched=0, stored=0, errors=[])
             s.add(row)
             s.flush()
@@ -380,7 +393,7 @@ class Repo:
     def finish_run(
         self, run_id: int, status: str, fetched: int, stored: int, errors: list[str]
     ) -> None:
-        with Session(self.engine) as s, s.begin():
+        with self._writing() as s:
             row = s.get(ScanRunRow, run_id)
             row.finished_at = now()
             row.status, row.fetched, row.stored, row.errors = status, fetched, stored, errors
