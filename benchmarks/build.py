@@ -54,7 +54,7 @@ def build(srv: PersistentDovecot, spec: Spec, log=print) -> dict:
         flags: list[bool] = []
         gmis_sizes: list[int] = []
         planned = folder_messages(count, n_gmis, folder == "Junk", mails, gmis, spec.seed + 7 * i)
-        for day, group in groupby(planned, key=lambda p: p.when.date()):
+        for _day, group in groupby(planned, key=lambda p: p.when.date()):
             items = list(group)
             srv.write_maildir_files(
                 big, folder, (p.data for p in items), flags="S", internal_date=items[0].when

@@ -62,7 +62,7 @@ class PersistentDovecot(DovecotServer):
             while self.imaps_port == self.imap_port:
                 self.imaps_port = _free_port()
         self.conf_path.write_text(
-            self._config() + 'imap_logout_format = in=%i out=%o deleted=%{deleted} '
+            self._config() + "imap_logout_format = in=%i out=%o deleted=%{deleted} "
             "expunged=%{expunged} hdr_count=%{fetch_hdr_count} body_count=%{fetch_body_count} "
             "body_bytes=%{fetch_body_bytes}\n",
             encoding="utf-8",

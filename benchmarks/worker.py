@@ -64,10 +64,10 @@ def run_corpus(job: dict) -> dict:
     import mailparser
     import workload
 
+    from gmis_mailscan.config import no_config
     from gmis_mailscan.records import RawMessage
     from gmis_mailscan.rules import load_rules
     from gmis_mailscan.scan import examine, verify_policy
-    from gmis_mailscan.config import no_config
 
     spec = workload.FULL if job["spec"] == "full" else workload.QUICK
     gmis, others = workload.local_corpus(spec)
@@ -93,7 +93,11 @@ def run_corpus(job: dict) -> dict:
         bare(batch[:50])
         times = {"bare": [], "ours": []}
         for rep in range(job["reps"]):
-            order = (("bare", bare), ("ours", ours)) if rep % 2 == 0 else (("ours", ours), ("bare", bare))
+            order = (
+                (("bare", bare), ("ours", ours))
+                if rep % 2 == 0
+                else (("ours", ours), ("bare", bare))
+            )
             for label, fn in order:
                 gc.collect()
                 t0 = time.perf_counter()

@@ -272,8 +272,8 @@ class MailMaker:
             start -= start % 78  # line aligned
             chunk = self.b64[start : start + size // 78 * 78]
             parts.append(
-                b"Content-Type: application/pdf; name=\"document.pdf\"\r\n"
-                b"Content-Disposition: attachment; filename=\"document.pdf\"\r\n"
+                b'Content-Type: application/pdf; name="document.pdf"\r\n'
+                b'Content-Disposition: attachment; filename="document.pdf"\r\n'
                 b"Content-Transfer-Encoding: base64\r\n\r\n" + chunk
             )
         head = "\r\n".join(headers).encode("ascii") + b"\r\n"
@@ -335,8 +335,12 @@ class MailMaker:
 def _multipart(subtype: str, boundary: str, parts: list[bytes]) -> bytes:
     head = f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n'.encode()
     sep = f"\r\n--{boundary}\r\n".encode()
-    return head + b"This is a multi-part message in MIME format." + sep + sep.join(parts) + (
-        f"\r\n--{boundary}--\r\n".encode()
+    return (
+        head
+        + b"This is a multi-part message in MIME format."
+        + sep
+        + sep.join(parts)
+        + (f"\r\n--{boundary}--\r\n".encode())
     )
 
 
@@ -365,8 +369,7 @@ class GmisMaker:
         self.spoofs = [
             raw
             for _, raw in mailfactory.spoof_variants()
-            if b"From: =?utf-8?b?5Y6a55Sf5Yq05YON55yBRy1NSVPkuovli5nlsYA=?= <info@g-mis.net>"
-            in raw
+            if b"From: =?utf-8?b?5Y6a55Sf5Yq05YON55yBRy1NSVPkuovli5nlsYA=?= <info@g-mis.net>" in raw
         ]
         self.count = 0
 
@@ -402,7 +405,9 @@ class GmisMaker:
             institution=institution,
             login_id=f"kgs-{rng.randint(10000, 99999)}",
             application_number=f"A{when:%Y%m%d}-{rng.randint(1, 9999):04d}",
-            token="".join(rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789", k=32)),
+            token="".join(
+                rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789", k=32)
+            ),
             charset=charset,
             body=rng.choice(mailfactory.BODIES),
             date=when,
@@ -455,7 +460,9 @@ def new_gmis_mails(count: int, seed: int) -> list[bytes]:
     now = datetime.now(UTC).astimezone(JST).replace(microsecond=0)
     stamp = now.strftime("%Y%m%d%H%M%S")
     return [
-        _replace_header(maker.message(now, junk=False), b"Message-ID", f"<new.{stamp}.{i}@g-mis.net>")
+        _replace_header(
+            maker.message(now, junk=False), b"Message-ID", f"<new.{stamp}.{i}@g-mis.net>"
+        )
         for i in range(count)
     ]
 

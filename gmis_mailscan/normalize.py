@@ -42,6 +42,17 @@ class Normalized:
         return " ".join(piece.split())
 
 
+_PLAIN: set[str] = set()  # characters _is_plain() said yes to
+
+
+def _is_plain(ch: str) -> bool:
+    """Does normalize() keep `ch` as it is: NFKC-stable, no space, not a combining mark?"""
+    if ch.isspace() or unicodedata.combining(ch) or unicodedata.normalize("NFKC", ch) != ch:
+        return False
+    _PLAIN.add(ch)
+    return True
+
+
 def normalize(original: str) -> Normalized:
     """Normalize per character: NFKC, horizontal whitespace folded, blank lines dropped.
 
@@ -52,6 +63,10 @@ def normalize(original: str) -> Normalized:
     out: list[str] = []
     origin: list[int] = []
     for i, ch in enumerate(src):
+        if ch in _PLAIN or _is_plain(ch):  # most characters: kept as they are
+            out.append(ch)
+            origin.append(i)
+            continue
         piece = unicodedata.normalize("NFKC", ch)
         for c in piece:
             if unicodedata.combining(c) and out and out[-1] not in " \n":

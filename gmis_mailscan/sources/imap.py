@@ -1,9 +1,10 @@
 """IMAP account → folders with roles, mailbox usage, and new matching messages in batches.
 
 The mailbox is only read: folders are opened with EXAMINE (read-only select) and messages
-fetched with BODY.PEEK[], which sets no \\Seen flag. The server is asked once per folder for
-likely G-MIS mail newer than the last UID seen (UID n:* OR FROM … SUBJECT …); the parsed
-From is checked exactly later, since a server search is a substring match.
+fetched with BODY.PEEK[], which sets no \\Seen flag. The server is asked for likely G-MIS
+mail newer than the last UID seen (UID n:* OR FROM … SUBJECT …; a big folder's first scan
+asks in windows of UIDs, each message still searched once); the parsed From is checked
+exactly later, since a server search is a substring match.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import ipaddress
 import queue
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
@@ -76,6 +77,8 @@ class ImapSource:
         self.batch_size = config.batch_size
         self.client = _connect(self.settings, config.timeout)
         self._selected: str | None = None
+        self._stop_fetching = threading.Event()  # see close()
+        self._fetching: threading.Thread | None = None
         try:
             _login(self.client, self.settings, config.timeout)
         except BaseException:
@@ -122,7 +125,12 @@ class ImapSource:
         uidnext = int(info.get(b"UIDNEXT", 0) or 0)
         start = state.last_uid + 1 if uidvalidity == state.uidvalidity else 1
         exists = int(info.get(b"EXISTS", 0) or 0)
-        yield from _ahead(self._batches(folder, uidvalidity, uidnext, start, exists))
+        self._stop_fetching.clear()
+        batches = self._batches(folder, uidvalidity, uidnext, start, exists)
+        yield from _ahead(batches, self._stop_fetching, self._started_fetching)
+
+    def _started_fetching(self, thread: threading.Thread) -> None:
+        self._fetching = thread
 
     def _batches(
         self, folder: Folder, uidvalidity: int, uidnext: int, start: int, exists: int
@@ -166,6 +174,11 @@ class ImapSource:
         return {f"uid:{u}" for u in uids if u in found}
 
     def close(self) -> None:
+        # A fetch the caller left unfinished (an error while storing) ends its thread after the
+        # current command, before the connection is logged out under it.
+        self._stop_fetching.set()
+        if self._fetching is not None:
+            self._fetching.join()
         try:
             self.client.logout()
         except Exception:  # already closed or the connection dropped
@@ -208,14 +221,19 @@ class ImapSource:
         return info
 
 
-def _ahead(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+def _ahead(
+    batches: Iterator[Batch],
+    stop: threading.Event,
+    started: Callable[[threading.Thread], None],
+    depth: int = 2,
+) -> Iterator[Batch]:
     """Run `batches` in a thread, at most `depth` batches ahead of the caller.
 
     An error of the thread reaches the caller after the batches made before it, as if read
-    in line. When the caller stops early, the thread ends after its current IMAP command.
+    in line. When the caller stops early, or `stop` is set, the thread ends after its
+    current IMAP command.
     """
     ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
     def hand_over(item: tuple) -> bool:
         while not stop.is_set():
@@ -237,6 +255,7 @@ def _ahead(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
 
     worker = threading.Thread(target=produce, name="imap-fetch", daemon=True)
     worker.start()
+    started(worker)
     try:
         while True:
             kind, item = ready.get()

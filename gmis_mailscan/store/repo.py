@@ -205,9 +205,13 @@ class Repo:
             s.add(row)
             s.flush()
             added = 1
-        loc = s.scalar(
-            select(LocationRow).where(
-                LocationRow.message_pk == row.id, LocationRow.folder == msg.folder
+        loc = (
+            None  # a message row made just now has no location yet: no need to ask
+            if added
+            else s.scalar(
+                select(LocationRow).where(
+                    LocationRow.message_pk == row.id, LocationRow.folder == msg.folder
+                )
             )
         )
         if loc is None:

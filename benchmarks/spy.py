@@ -1,6 +1,6 @@
 """Where the time goes: run a worker under py-spy (all threads, idle time included) and sum up.
 
-    python benchmarks/profile.py RAW_FILE        # summarize a py-spy --format raw file
+    python benchmarks/spy.py RAW_FILE        # summarize a py-spy --format raw file
 
 Bench.profiles() in run.py records the scans with `py-spy record --idle --format raw`; the
 summary keeps the samples of the scan command (the main thread while it is not just waiting
