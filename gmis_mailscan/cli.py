@@ -67,7 +67,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog=__doc__.split("\n", 1)[1],
+    epilog="\b\n" + __doc__.split("\n\n", 1)[1],  # \b: keep the lines as written
 )
 @click.option(
     "--config",
