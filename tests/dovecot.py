@@ -315,6 +315,7 @@ class DovecotServer:
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+            _wait_group_gone(proc.pid, timeout=5)
         if self.base != Path() and self.base.exists():
             shutil.rmtree(self.base, ignore_errors=True)
         self._folder_paths.clear()
@@ -936,6 +937,26 @@ plugin {{
 
     def _user(self, user: User | str) -> User:
         return user if isinstance(user, User) else self.users[user]
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    """SIGKILL is delivered asynchronously: wait (bounded) until no live process is in the group."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = False
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                live = True
+                break
+        if not live:
+            return
+        time.sleep(0.05)
 
 
 def _name(user: User | str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import ssl
-import time
 from pathlib import Path
 
 import pytest
@@ -182,16 +181,13 @@ def test_change_uidvalidity_renumber_gives_new_uids(dovecot_server: DovecotServe
         assert client.search("ALL") == [1, 2]  # rebuilt: numbered again from 1
 
 
-def test_wrong_password_is_rejected_fast(dovecot_server: DovecotServer) -> None:
+def test_wrong_password_is_rejected_and_leaves_no_penalty(dovecot_server: DovecotServer) -> None:
     srv = dovecot_server
     user = srv.new_user()
     for name, password in [(user.name, "wrong"), (user.name, "wrong"), ("no-such-user", "x")]:
         with srv.connect(tls="imaps") as client:
-            t0 = time.monotonic()
             with pytest.raises(LoginError, match="AUTHENTICATIONFAILED"):
                 client.login(name, password)
-            # Dovecot 2.3.19 flushes failures on a 500 ms tick even with auth_failure_delay=0.
-            assert time.monotonic() - t0 < 1.5
     with srv.connect(user) as client:  # no penalty left behind
         client.noop()
 
@@ -241,13 +237,10 @@ def test_bulk_maildir_files_keep_order_and_bypass_quota(dovecot_server: DovecotS
     srv = dovecot_server
     user = srv.new_user(quota_kib=100)
     n = 3000
-    t0 = time.monotonic()
     written = srv.write_maildir_files(
         user, "INBOX", (make_message(f"bulk {i}", message_id=f"<b{i}@t>") for i in range(n))
     )
-    elapsed = time.monotonic() - t0
     assert written == n
-    assert elapsed < 10, f"{n} files took {elapsed:.1f}s"
     with srv.connect(user) as client:
         info = client.select_folder("INBOX", readonly=True)
         assert info[b"EXISTS"] == n
@@ -268,7 +261,6 @@ def test_stop_kills_everything_and_removes_the_dir() -> None:
         assert base.is_dir() and len(str(base / "run" / "auth-userdb")) < 100
         user = srv.add_user("carol", "pw")
         client = srv.connect(user)  # left open on purpose
-        assert srv.startup_seconds < 10
     assert not base.exists()
     assert not Path(f"/proc/{pid}").exists()
     leftovers = [
@@ -288,4 +280,5 @@ def _pgid(proc: Path) -> int | None:
         stat = (proc / "stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[2])
+    state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+    return None if state == "Z" else int(pgrp)  # a zombie is dead, only not yet reaped
