@@ -137,5 +137,11 @@ def test_sigkill_then_next_run_loses_and_doubles_nothing(point, maildir, uninter
     assert "Traceback" not in result.stderr
     assert _count(db, "messages") == count
     assert _count(db, "locations") == count
+    con = sqlite3.connect(db)
+    try:
+        statuses = {s for (s,) in con.execute("SELECT status FROM scan_runs")}
+    finally:
+        con.close()
+    assert "running" not in statuses  # the killed run is marked interrupted, the last one ok
     check_store_consistent(sqlite_url(db), None)
     assert report(config) == good

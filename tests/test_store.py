@@ -13,7 +13,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, inspect, select
+from sqlalchemy import MetaData, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from gmis_mailscan.config import Account
@@ -376,6 +376,15 @@ def test_scan_runs(repo):
     second = repo.start_run()
     assert second != run and repo.last_run()["id"] == second
     repo.store_batch("acc", "INBOX", "inbox", [message("r")], None, 0, second)
+
+
+def test_a_run_left_running_is_marked_interrupted_by_the_next(repo):
+    killed = repo.start_run()  # never finished: the process was killed
+    repo.start_run()
+    with repo.engine.connect() as conn:
+        statuses = dict(conn.execute(text("SELECT id, status FROM scan_runs")).all())
+    assert statuses[killed] == "interrupted"
+    assert repo.last_run()["status"] == "running"
 
 
 # --- the password token -------------------------------------------------------------------

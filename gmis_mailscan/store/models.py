@@ -129,7 +129,7 @@ class ScanRunRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    status: Mapped[str] = mapped_column(String(16))  # running | ok | partial | failed
+    status: Mapped[str] = mapped_column(String(16))  # running|ok|partial|failed|interrupted
     fetched: Mapped[int] = mapped_column(default=0)
     stored: Mapped[int] = mapped_column(default=0)
     errors: Mapped[list] = mapped_column(JSON, default=list)

@@ -388,7 +388,14 @@ class Repo:
     # scan runs ----------------------------------------------------------------------------
 
     def start_run(self) -> int:
+        """Record a new run. Called under the scan lock, so a run still marked running was
+        killed: it is marked interrupted."""
         with self._writing() as s:
+            s.execute(
+                update(ScanRunRow)
+                .where(ScanRunRow.status == "running")
+                .values(status="interrupted")
+            )
             row = ScanRunRow(started_at=now(), status="running", fetched=0, stored=0, errors=[])
             s.add(row)
             s.flush()
