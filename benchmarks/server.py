@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from dovecot import DOVECOT, DovecotServer, User, _free_port  # noqa: E402
+from dovecot import DovecotServer, User  # noqa: E402
 
 _LOGOUT_RE = re.compile(
     r"imap\((?P<user>[^)]+)\)<[^\n]*? in=(?P<in>\d+) out=(?P<out>\d+)[^\n]*?"
@@ -58,27 +58,15 @@ class PersistentDovecot(DovecotServer):
                 (self.base / "log" / log).unlink()
         self._load_users()
         if not self.imap_port:
-            self.imap_port, self.imaps_port = _free_port(), _free_port()
-            while self.imaps_port == self.imap_port:
-                self.imaps_port = _free_port()
+            self._pick_ports()
         self.conf_path.write_text(
             self._config() + "imap_logout_format = in=%i out=%o deleted=%{deleted} "
             "expunged=%{expunged} hdr_count=%{fetch_hdr_count} body_count=%{fetch_body_count} "
             "body_bytes=%{fetch_body_bytes}\n",
             encoding="utf-8",
         )
-        t0 = time.monotonic()
-        stderr = (self.base / "log" / "master.stderr").open("wb")
-        with stderr:
-            self._proc = subprocess.Popen(
-                [DOVECOT, "-F", "-c", str(self.conf_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=stderr,
-                stderr=stderr,
-                start_new_session=True,
-            )
         try:
-            self._wait_ready(t0 + self.start_timeout)
+            self._spawn(time.monotonic() + self.start_timeout)
         except BaseException:
             self.stop()
             raise

@@ -276,29 +276,36 @@ class DovecotServer:
             self._setup_dirs()
             self._make_tls()
             self.passwd_dir.mkdir(mode=0o755)
-            self.imap_port, self.imaps_port = _free_port(), _free_port()
-            while self.imaps_port == self.imap_port:
-                self.imaps_port = _free_port()
+            self._pick_ports()
             if self.oauth2_introspection_url:
                 self.oauth2_conf_path.write_text(self._oauth2_config(), encoding="utf-8")
                 self.oauth2_conf_path.chmod(0o644)
             self.conf_path.write_text(self._config(), encoding="utf-8")
-            stderr = (self.base / "log" / "master.stderr").open("wb")
-            with stderr:
-                self._proc = subprocess.Popen(
-                    [DOVECOT, "-F", "-c", str(self.conf_path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=stderr,
-                    stderr=stderr,
-                    start_new_session=True,  # own process group: stop() can kill it all
-                )
-            self._wait_ready(t0 + self.start_timeout)
+            self._spawn(t0 + self.start_timeout)
         except BaseException:
             self.stop()
             raise
         atexit.register(self.stop)
         self.startup_seconds = time.monotonic() - t0
         return self
+
+    def _pick_ports(self) -> None:
+        self.imap_port, self.imaps_port = _free_port(), _free_port()
+        while self.imaps_port == self.imap_port:
+            self.imaps_port = _free_port()
+
+    def _spawn(self, deadline: float) -> None:
+        """Start the master on conf_path and wait until it accepts connections."""
+        stderr = (self.base / "log" / "master.stderr").open("wb")
+        with stderr:
+            self._proc = subprocess.Popen(
+                [DOVECOT, "-F", "-c", str(self.conf_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,  # own process group: stop() can kill it all
+            )
+        self._wait_ready(deadline)
 
     def stop(self) -> None:
         """Terminate the master and every child, then delete the temp dir."""
