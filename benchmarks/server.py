@@ -27,6 +27,27 @@ _LOGOUT_RE = re.compile(
 )
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds of a process, its live descendants, and the children it has reaped.
+
+    Dovecot's master forks a process per IMAP connection (and for login and auth); the
+    connection's CPU is counted while it runs and, once the master has reaped it, in the
+    master's children times: the difference of two readings is the server's work between.
+    """
+    import psutil
+
+    master = psutil.Process(pid)
+    t = master.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in master.children(recursive=True):
+        try:
+            c = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += c.user + c.system
+    return total
+
+
 class PersistentDovecot(DovecotServer):
     """DovecotServer in `base`, kept on stop(); users remembered in base/users.json."""
 
@@ -147,6 +168,11 @@ class PersistentDovecot(DovecotServer):
                 removed += 1
         self.start()
         return removed
+
+    def cpu_seconds(self) -> float:
+        """CPU time the whole Dovecot has used so far (master, services, connections)."""
+        assert self._proc is not None
+        return process_tree_cpu(self._proc.pid)
 
     # logs ---------------------------------------------------------------------------------
 

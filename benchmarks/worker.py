@@ -26,10 +26,10 @@ def run_peer(job: dict) -> dict:
     script = {"imap_tools": peers.imap_tools_script, "imapclient": peers.imapclient_script}
     fn = script[job["mode"]]
     args = (job["host"], job["port"], job["user"], job["password"], job["ca_file"])
-    t0 = time.perf_counter()
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
     found = fn(*args, job["folders"])
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "fetched": len(found)}
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu0, "fetched": len(found)}
 
 
 def run_ours(job: dict) -> dict:
@@ -42,7 +42,7 @@ def run_ours(job: dict) -> dict:
         connect(load_config(Path(job["config"])).database_url).dispose()
     args = ["-c", job["config"], "scan"]
     out = io.StringIO()
-    t0 = time.perf_counter()
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
     code = 0
     with contextlib.redirect_stdout(out):
         try:
@@ -50,10 +50,18 @@ def run_ours(job: dict) -> dict:
         except SystemExit as exc:
             code = exc.code or 0
     seconds = time.perf_counter() - t0
+    cpu = cpu_seconds() - cpu0
     text = out.getvalue()
     fetched = sum(int(n) for n in re.findall(r": (\d+) fetched, ", text))
     stored = sum(int(n) for n in re.findall(r" fetched, (\d+) new", text))
-    return {"seconds": seconds, "fetched": fetched, "stored": stored, "exit": code, "out": text}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "fetched": fetched,
+        "stored": stored,
+        "exit": code,
+        "out": text,
+    }
 
 
 def run_corpus(job: dict) -> dict:
@@ -112,6 +120,12 @@ def run_corpus(job: dict) -> dict:
             "ours_median": statistics.median(times["ours"]),
         }
     return results
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, all threads, user + system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_kib() -> int:

@@ -65,10 +65,12 @@ class Config:
     accounts: tuple[Account, ...]
     sender: str = "info@g-mis.net"
     quota_full_ratio: float = 0.9
+    quota_max_age: float = 3600.0  # seconds a quota reading of an unchanged mailbox is kept
     rules_dir: Path | None = None
     batch_size: int = 50
     timeout: float = 30.0
     concurrency: int = 4
+    search_connections: int = 0  # extra IMAP connections searching a big folder
     lock_timeout: float = 0.0
     dkim: bool = False
     authserv_ids: tuple[str, ...] = ()
@@ -100,6 +102,9 @@ def load_config(path: Path) -> Config:
     ratio = scan.get("quota_full_ratio", float, 0.9)
     if not 0 < ratio <= 1:
         raise scan.error("quota_full_ratio", f"expected a number in (0, 1], got {ratio}")
+    max_age = scan.get("quota_max_age_minutes", float, 60.0)
+    if max_age < 0:
+        raise scan.error("quota_max_age_minutes", f"expected a number >= 0, got {max_age:g}")
     rules_dir = scan.get("rules_dir", str, None)
     config = Config(
         path=path,
@@ -107,10 +112,12 @@ def load_config(path: Path) -> Config:
         accounts=accounts,
         sender=scan.get("sender", str, "info@g-mis.net").strip().lower(),
         quota_full_ratio=ratio,
+        quota_max_age=max_age * 60,
         rules_dir=_resolve(base, rules_dir) if rules_dir else None,
         batch_size=_positive(scan, "batch_size", 50),
         timeout=float(_positive(scan, "timeout", 30)),
         concurrency=_positive(scan, "concurrency", 4),
+        search_connections=_not_negative(scan, "search_connections", 0),
         lock_timeout=scan.get("lock_timeout", float, 0.0),
         dkim=verify.get("dkim", bool, False),
         authserv_ids=tuple(verify.str_list("authserv_ids", [])),
@@ -221,6 +228,13 @@ def _password_source(t: Table, base: Path) -> PasswordSource:
             raise t.error(key, f"cannot read {path}: {exc.strerror}") from None
         return PasswordSource(file=path)
     return PasswordSource(command=value)
+
+
+def _not_negative(t: Table, key: str, default: int) -> int:
+    value = t.get(key, int, default)
+    if value < 0:
+        raise t.error(key, f"expected 0 or a positive integer, got {value}")
+    return value
 
 
 def _positive(t: Table, key: str, default: int) -> int:

@@ -20,7 +20,7 @@ from .records import UNPARSEABLE, RawMessage, Reason, ScannedMessage
 from .rules import Rules
 from .sources import Folder, Source, SourceError
 from .sources.local import LocalSource
-from .store.repo import Repo
+from .store.repo import Repo, now
 from .verify import VerifyPolicy, verify
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def diagnose(
         )
         return {
             "where": where,
-            "folders": source.folders(),
+            "folders": list(source.folders()),
             "quota": source.quota(),
             "capabilities": source.capabilities(),
         }
@@ -220,17 +220,15 @@ def _scan_account(
     source = None
     try:
         source = opener(account, config, rules)
+        changed = False
         for folder in source.folders():
             progress.folder(account.name, folder)
-            fetched = _scan_folder(
+            fetched, folder_changed = _scan_folder(
                 account.name, folder, source, repo, rules, policy, run_id, outcome, progress
             )
+            changed |= folder_changed
             outcome.folders.append((folder.name, folder.role, fetched))
-        # Asked last: on Dovecot (quota count backend), after GETQUOTAROOT every later open of
-        # a big mailbox in the session is slow (~55 ms at 100,000 messages).
-        quota = source.quota()
-        repo.set_quota(account.name, quota)
-        outcome.quota_ratio = quota.ratio if quota else None
+        outcome.quota_ratio = _quota_ratio(account.name, source, repo, changed, config)
     except Exception as exc:  # unreachable host, refused login, dropped connection, bad path
         outcome.error = describe_error(exc, account, config.timeout)
         log.info("%s: failed: %s", account.name, outcome.error)
@@ -244,6 +242,26 @@ def _scan_account(
     return outcome
 
 
+def _quota_ratio(
+    account: str, source: Source, repo: Repo, changed: bool, config: Config
+) -> float | None:
+    """The mailbox usage, asked of the server unless a recent reading still holds.
+
+    Usage only moves when messages come or go, so while no scanned folder changed a reading
+    younger than [scan] quota_max_age_minutes is kept: on Dovecot GETQUOTAROOT opens every
+    folder's index (~60 ms at 100,000 messages), most of a rescan that finds nothing new.
+    It is asked last: after it, every later open of a big mailbox in the session is slow.
+    """
+    info = repo.account(account)
+    if not changed and info is not None and info.quota_checked_at is not None:
+        age = (now() - info.quota_checked_at).total_seconds()
+        if 0 <= age < config.quota_max_age:
+            return info.quota.ratio if info.quota else None
+    quota = source.quota()
+    repo.set_quota(account, quota)
+    return quota.ratio if quota else None
+
+
 def _scan_folder(
     account: str,
     folder: Folder,
@@ -254,11 +272,17 @@ def _scan_folder(
     run_id: int,
     outcome: AccountOutcome,
     progress: Progress,
-) -> int:
-    """Fetch new messages of one folder in batches, each stored with the folder state."""
+) -> tuple[int, bool]:
+    """Fetch new messages of one folder in batches, each stored with the folder state.
+
+    Returns the messages fetched and whether the folder changed since the last scan (new
+    UIDs, a new UIDVALIDITY, or known messages gone).
+    """
     state = repo.folder_state(account, folder.name)
     fetched = 0
+    changed = state.uidvalidity is None
     for batch in source.fetch(folder, state):
+        changed |= batch.uidvalidity != state.uidvalidity or batch.last_uid != state.last_uid
         scanned = [s for s in (examine(m, rules, policy) for m in batch.messages) if s]
         outcome.stored += repo.store_batch(
             account, folder.name, folder.role, scanned, batch.uidvalidity, batch.last_uid, run_id
@@ -277,8 +301,8 @@ def _scan_folder(
         )
     known = set(repo.folder_state(account, folder.name).known)
     if known:
-        repo.prune_locations(account, folder.name, source.present(folder, known))
-    return fetched
+        changed |= repo.prune_locations(account, folder.name, source.present(folder, known)) > 0
+    return fetched, changed
 
 
 def describe_error(

@@ -38,6 +38,7 @@ def test_example_config_loads():
     assert config.sender == "info@g-mis.net"
     assert config.quota_full_ratio == 0.9
     assert (config.batch_size, config.timeout, config.concurrency) == (50, 30.0, 4)
+    assert (config.quota_max_age, config.search_connections) == (3600, 0)
     [account] = config.accounts
     assert account.name == "sakura-hospital"
     assert config.accounts_by_name == {"sakura-hospital": account}

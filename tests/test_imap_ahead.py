@@ -100,3 +100,56 @@ def test_an_error_of_the_thread_comes_after_the_batches_made_before_it():
         for batch in imap_source._ahead(batches(), stop, lambda thread: None):
             got.append(batch.last_uid)
     assert got == [5, 9]
+
+
+def _logouts(server, user) -> int:
+    return len(server.wait_for_log(rf"imap\({user.name}\)<.*: Disconnected: Logged out", count=0))
+
+
+@pytest.mark.parametrize("connections", [1, 2, 3])
+def test_extra_search_connections_find_the_same_messages(
+    dovecot_server, tmp_path, windowed, connections
+):
+    """[scan] search_connections: windows searched on other connections, fetched on the first."""
+    user, gmis = _mailbox(dovecot_server, f"helpers{connections}")
+    dovecot_server.wait_for_logout(user, count=19)  # the APPENDs' sessions, logged a bit late
+    before = _logouts(dovecot_server, user)
+    config = write_config(
+        tmp_path,
+        account_toml(dovecot_server, user, tmp_path),
+        extra=f"[scan]\nsearch_connections = {connections}",
+    )
+    run = Run(config)
+    first = run.scan().accounts[0]
+    assert first.error is None
+    assert dict((f, n) for f, _, n in first.folders) == {"INBOX": len(gmis), "Junk": 1}
+    inbox = sorted(m.uid for m in run.repo.messages(user.name) if m.folder == "INBOX")
+    assert inbox == gmis
+    # the scan's own session and every extra one logged out (Junk is one window: no extras)
+    dovecot_server.wait_for_logout(user, count=before + 1 + connections)
+    assert _logouts(dovecot_server, user) == before + 1 + connections
+    again = run.scan().accounts[0]
+    assert (again.fetched, again.stored) == (0, 0)
+    assert not [t for t in threading.enumerate() if t.name.startswith("imap-search")]
+
+
+def test_a_refused_search_connection_leaves_the_search_on_the_first(
+    dovecot_server, tmp_path, windowed
+):
+    """A server that refuses more logins (a connection limit, say) costs speed, not mail."""
+    user, gmis = _mailbox(dovecot_server, "refused")
+    used = tmp_path / "used"  # the password is right the first time only
+    command = f"if [ -e {used} ]; then echo wrong; else touch {used}; echo {user.password}; fi"
+    account = account_toml(
+        dovecot_server, user, tmp_path, password_file=None, password_command=command
+    )
+    run = Run(write_config(tmp_path, account, extra="[scan]\nsearch_connections = 2"))
+    first = run.scan().accounts[0]
+    assert first.error is None
+    assert used.exists()
+    inbox = sorted(m.uid for m in run.repo.messages(user.name) if m.folder == "INBOX")
+    assert inbox == gmis
+    refused = dovecot_server.wait_for_log(
+        rf"imap-login: .*auth failed.*user=<{user.name}>", count=2
+    )
+    assert len(refused) == 2

@@ -9,11 +9,14 @@ exactly later, since a server search is a substring match.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
 import queue
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
@@ -24,6 +27,8 @@ from ..credentials import CredentialError, read_password, run_secret_command
 from ..records import RawMessage
 from ..rules import Rules
 from . import Batch, Folder, FolderState, Quota, SourceError, name_matches
+
+log = logging.getLogger(__name__)
 
 #: SPECIAL-USE flags of folders that hold no received mail (or only copies of it).
 _SKIP_FLAGS = {b"\\Sent", b"\\Drafts", b"\\All", b"\\Flagged"}
@@ -75,6 +80,8 @@ class ImapSource:
         self.skip_names = rules.skip_names
         self.criteria = search_criteria(rules)
         self.batch_size = config.batch_size
+        self.timeout = config.timeout
+        self.search_connections = config.search_connections
         self.client = _connect(self.settings, config.timeout)
         self._selected: str | None = None
         self._stop_fetching = threading.Event()  # see close()
@@ -87,18 +94,30 @@ class ImapSource:
 
     # Source protocol ------------------------------------------------------------------------
 
-    def folders(self) -> list[Folder]:
-        """Every folder but sent/drafts ("auto"), or the configured list, with roles.
+    def folders(self) -> Iterator[Folder]:
+        """INBOX, then every other folder but sent/drafts ("auto") or the configured ones.
 
         A password mail a filter moved to another folder (or staff to Trash) was still received.
+        INBOX always exists (RFC 3501), so it is handed out before the folder list is asked
+        for: on Dovecot the first open of a big INBOX after a LIST costs ~60 ms at 100,000
+        messages (it refreshes its list index), before it under 1 ms. The caller scans each
+        folder before taking the next, so INBOX is read before the LIST is sent.
         """
+        wanted = self.settings.folders
+        inbox = wanted is None or "INBOX" in wanted
+        if inbox:
+            yield Folder("INBOX", "inbox")
         listed, skipped = self._list()
-        if self.settings.folders is not None:
-            missing = [f for f in self.settings.folders if f not in listed]
+        if wanted is not None:
+            missing = [f for f in wanted if f not in listed and f != "INBOX"]
             if missing:
                 raise SourceError(f"folder {missing[0]!r} not found on the server")
-            return [Folder(name, listed[name]) for name in self.settings.folders]
-        return [Folder(name, role) for name, role in listed.items() if name not in skipped]
+            names = [n for n in wanted if n != "INBOX"]
+        else:
+            names = [n for n in listed if n not in skipped]
+        for name in names:
+            if not (inbox and listed.get(name) == "inbox"):  # INBOX by another spelling
+                yield Folder(name, listed[name])
 
     def quota(self) -> Quota | None:
         """Usage of the INBOX quota root's STORAGE resource, or None when unknown."""
@@ -135,14 +154,25 @@ class ImapSource:
     def _batches(
         self, folder: Folder, uidvalidity: int, uidnext: int, start: int, exists: int
     ) -> Iterator[Batch]:
+        windows = _windows(start, uidnext) if exists else []
+        hits = self._window_hits(folder.name, windows)
+        with contextlib.closing(hits):  # its extra connections are closed on any way out
+            yield from self._fetch_hits(folder, uidvalidity, uidnext, start, windows, hits)
+
+    def _fetch_hits(
+        self,
+        folder: Folder,
+        uidvalidity: int,
+        uidnext: int,
+        start: int,
+        windows: list[tuple[int, str]],
+        hits: Iterator[list[int]],
+    ) -> Iterator[Batch]:
+        """Fetch each window's matches in batches, each with the folder state it completes."""
         last_uid = max(start - 1, 0)
         found = 0
-        low = start
-        while exists:
-            last = uidnext <= 0 or low + SEARCH_WINDOW >= uidnext
-            window = f"{low}:*" if last else f"{low}:{low + SEARCH_WINDOW - 1}"
-            hits = self.client.search(["UID", window, *self.criteria])
-            uids = sorted(u for u in hits if u >= low)  # n:* always includes the last UID
+        for index, uids in enumerate(hits):
+            last = index == len(windows) - 1
             found += len(uids)
             for i in range(0, len(uids), self.batch_size):
                 chunk = uids[i : i + self.batch_size]
@@ -158,10 +188,75 @@ class ImapSource:
                 yield Batch(messages, uidvalidity, state_uid, total=found if last else None)
                 if final:
                     return
-            if last:
-                break
-            low += SEARCH_WINDOW
         yield Batch((), uidvalidity, max(last_uid, uidnext - 1), total=found)
+
+    def _window_hits(self, folder: str, windows: list[tuple[int, str]]) -> Iterator[list[int]]:
+        """The matching UIDs of each window, in window order.
+
+        Several windows (a big folder's first scan) are searched on up to [scan]
+        search_connections extra connections at once while this one fetches the matches.
+        Dovecot serves each connection in its own process, so its reading of every header,
+        most of a first scan, runs on several cores; each message is still searched once.
+        Without extra connections (refused, or none configured) the windows are searched here.
+        """
+        helpers = self._open_helpers(folder, min(self.search_connections, len(windows) - 1))
+        if not helpers:
+            for window in windows:
+                yield self._search(self.client, *window)
+            return
+        idle: queue.SimpleQueue = queue.SimpleQueue()
+        for helper in helpers:
+            idle.put(helper)
+
+        def search(window: tuple[int, str]) -> list[int]:
+            client = idle.get()  # never waits: as many pool threads as connections
+            try:
+                return self._search(client, *window)
+            finally:
+                idle.put(client)
+
+        pool = ThreadPoolExecutor(len(helpers), thread_name_prefix="imap-search")
+        futures = [pool.submit(search, window) for window in windows]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:  # the caller stopped, or a search failed: end after the current commands
+            for future in futures:
+                future.cancel()
+            pool.shutdown(wait=True)
+            for helper in helpers:
+                _logout(helper)
+
+    def _open_helpers(self, folder: str, count: int) -> list[IMAPClient]:
+        """Up to `count` more logged-in connections with `folder` open read-only.
+
+        Opened at once; one the server refuses (a per-user connection limit, say) is left
+        out, and with none the search stays on the main connection.
+        """
+        if count <= 0:
+            return []
+
+        def open_one(_: int) -> IMAPClient | None:
+            try:
+                client = _connect(self.settings, self.timeout)
+            except Exception as exc:
+                log.info("%s: no extra search connection: %s", self.account.name, exc)
+                return None
+            try:
+                _login(client, self.settings, self.timeout)
+                client.select_folder(folder, readonly=True)  # EXAMINE
+                return client
+            except Exception as exc:
+                log.info("%s: no extra search connection: %s", self.account.name, exc)
+                _logout(client)
+                return None
+
+        with ThreadPoolExecutor(count, thread_name_prefix="imap-login") as pool:
+            return [c for c in pool.map(open_one, range(count)) if c is not None]
+
+    def _search(self, client: IMAPClient, low: int, window: str) -> list[int]:
+        hits = client.search(["UID", window, *self.criteria])
+        return sorted(u for u in hits if u >= low)  # n:* always includes the last UID
 
     def present(self, folder: Folder, locators: set[str]) -> set[str]:
         """Which of the known messages (uid:N) are still in the folder."""
@@ -179,13 +274,7 @@ class ImapSource:
         self._stop_fetching.set()
         if self._fetching is not None:
             self._fetching.join()
-        try:
-            self.client.logout()
-        except Exception:  # already closed or the connection dropped
-            try:
-                self.client.shutdown()
-            except Exception:
-                pass
+        _logout(self.client)
 
     # helpers -----------------------------------------------------------------------------
 
@@ -252,6 +341,10 @@ def _ahead(
             hand_over(("end", None))
         except BaseException as exc:  # handed to the caller, raised there
             hand_over(("error", exc))
+        finally:  # a generator left early cleans up here, in this thread, not at some GC
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
 
     worker = threading.Thread(target=produce, name="imap-fetch", daemon=True)
     worker.start()
@@ -267,6 +360,27 @@ def _ahead(
     finally:
         stop.set()
         worker.join()
+
+
+def _windows(start: int, uidnext: int) -> list[tuple[int, str]]:
+    """(lowest UID, UID set) of each search window from `start` on; the last one is open."""
+    windows = []
+    low = start
+    while uidnext > 0 and low + SEARCH_WINDOW < uidnext:
+        windows.append((low, f"{low}:{low + SEARCH_WINDOW - 1}"))
+        low += SEARCH_WINDOW
+    windows.append((low, f"{low}:*"))
+    return windows
+
+
+def _logout(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:  # already closed or the connection dropped
+        try:
+            client.shutdown()
+        except Exception:
+            pass
 
 
 def _uid_set(uids: list[int]) -> str:

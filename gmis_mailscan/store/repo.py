@@ -42,6 +42,7 @@ class AccountInfo:
     quota: Quota | None
     last_scan_at: datetime | None
     last_error: str | None
+    quota_checked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ class Repo:
             row = self._account(s, account.name, create=True)
             row.institution = account.institution
             row.address = account.address
+
+    def account(self, name: str) -> AccountInfo | None:
+        with Session(self.engine) as s:
+            row = self._account(s, name, missing_ok=True)
+            return _account_info(row) if row is not None else None
 
     def accounts(self) -> list[AccountInfo]:
         with Session(self.engine) as s:
@@ -259,8 +265,8 @@ class Repo:
             acc = self._account(s, account, missing_ok=True)
             if acc is None:
                 return []
-            rows = s.execute(
-                select(MessageRow, LocationRow)
+            rows = s.execute(  # plain rows, not ORM objects: this runs on every scan and report
+                select(*_MESSAGE_COLUMNS, *_LOCATION_COLUMNS)
                 .join(LocationRow, LocationRow.message_pk == MessageRow.id)
                 .where(MessageRow.account_id == acc.id)
                 .order_by(
@@ -273,13 +279,13 @@ class Repo:
             out: list[ScannedMessage] = []
             present: set[int] = set()
             seen: set[int] = set()
-            for m, loc in rows:
-                if loc.removed_at is None:
-                    present.add(m.id)
-                    out.append(_scanned(m, loc))
-                elif m.id not in present and m.id not in seen:
-                    out.append(_scanned(m, loc, present=False))
-                seen.add(m.id)
+            for row in rows:
+                if row.removed_at is None:
+                    present.add(row.id)
+                    out.append(_scanned(row))
+                elif row.id not in present and row.id not in seen:
+                    out.append(_scanned(row, present=False))
+                seen.add(row.id)
             return out
 
     def message_count(self) -> int:
@@ -459,25 +465,42 @@ def _reasons(items: list[dict] | None) -> tuple[Reason, ...]:
     return tuple(Reason(r["code"], r.get("en", ""), r.get("ja", "")) for r in items or [])
 
 
-def _scanned(m: MessageRow, loc: LocationRow, present: bool = True) -> ScannedMessage:
+_MESSAGE_COLUMNS = [
+    getattr(MessageRow, name)
+    for name in (
+        "id", "sha256", "size", "type", "message_id", "subject", "from_address", "date", "rule",
+        "fields", "genuine", "reasons", "warnings", "parse_error",
+    )
+]  # fmt: skip
+_LOCATION_COLUMNS = [
+    LocationRow.folder,
+    LocationRow.role,
+    LocationRow.uid,
+    LocationRow.locator,
+    LocationRow.removed_at,
+]
+
+
+def _scanned(row, present: bool = True) -> ScannedMessage:
+    """A stored message at one location: a row of _MESSAGE_COLUMNS + _LOCATION_COLUMNS."""
     return ScannedMessage(
-        folder=loc.folder,
-        folder_role=loc.role,
-        locator=loc.locator,
-        uid=loc.uid,
-        sha256=m.sha256,
-        size=m.size,
-        type=m.type,
-        message_id=m.message_id,
-        subject=m.subject,
-        from_address=m.from_address,
-        date=m.date,
-        rule=m.rule,
-        fields=dict(m.fields or {}),
-        genuine=m.genuine,
-        reasons=_reasons(m.reasons),
-        warnings=_reasons(m.warnings),
-        parse_error=m.parse_error,
+        folder=row.folder,
+        folder_role=row.role,
+        locator=row.locator,
+        uid=row.uid,
+        sha256=row.sha256,
+        size=row.size,
+        type=row.type,
+        message_id=row.message_id,
+        subject=row.subject,
+        from_address=row.from_address,
+        date=row.date,
+        rule=row.rule,
+        fields=dict(row.fields or {}),
+        genuine=row.genuine,
+        reasons=_reasons(row.reasons),
+        warnings=_reasons(row.warnings),
+        parse_error=row.parse_error,
         present=present,
     )
 
@@ -486,7 +509,9 @@ def _account_info(r: AccountRow) -> AccountInfo:
     quota = None
     if r.quota_limit_kib is not None and r.quota_used_kib is not None:
         quota = Quota(r.quota_used_kib, r.quota_limit_kib)
-    return AccountInfo(r.name, r.institution, r.address, quota, r.last_scan_at, r.last_error)
+    return AccountInfo(
+        r.name, r.institution, r.address, quota, r.last_scan_at, r.last_error, r.quota_checked_at
+    )
 
 
 def _answer(r: StaffAnswerRow, account: str) -> StaffAnswer:
