@@ -191,3 +191,39 @@ def test_half_open_connection_ends_with_the_configured_timeout(mailbox, baseline
     (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("acct:")]
     assert "no answer from 127.0.0.1" in line and "within 1 s ([scan] timeout)" in line
     _assert_recovers(tmp_path, mailbox, good)
+
+
+def test_cuts_with_extra_search_connections_then_clean_run(
+    mailbox, baseline, tmp_path, monkeypatch
+):
+    """[scan] search_connections = 2, each folder searched in windows of 2 UIDs: a cut may hit
+    the scan's own connection or an extra one (then the search fails and so does the run, or,
+    during its login, the search stays on the first connection). Either way the database
+    holds whole batches, no search thread is left, and a clean run gives the same report."""
+    import threading
+
+    from gmis_mailscan.sources import imap as imap_source
+
+    monkeypatch.setattr(imap_source, "SEARCH_WINDOW", 2)
+    server, user, _ = mailbox
+    good, _, _ = baseline
+    with TcpProxy(server.imap_port) as proxy:
+        clean = _config(tmp_path, "clean", server, user, proxy.port, search_connections=2)
+        assert run_scan(clean).status == "ok"
+    assert report(clean) == good
+    assert proxy.connections == 4  # its own, 2 for INBOX (3 windows), 1 for Junk (2 windows)
+    total = proxy.sent["server"]
+    failed = 0
+    for i in range(1, 13):
+        run = tmp_path / f"cut{i}"
+        run.mkdir()
+        with TcpProxy(server.imap_port, cut_server=total * i // 13) as proxy:
+            outcome = run_scan(_config(run, "cut", server, user, proxy.port, search_connections=2))
+        assert proxy.cuts >= 1  # past the byte, every connection of the link is dropped
+        if outcome.status != "ok":
+            failed += 1
+            error = outcome.accounts[0].error
+            assert "\n" not in error and ("lost" in error or "no answer" in error), error
+        assert not [t for t in threading.enumerate() if t.name.startswith("imap-search")]
+        _assert_recovers(run, mailbox, good)
+    assert failed >= 6

@@ -473,11 +473,7 @@ _MESSAGE_COLUMNS = [
     )
 ]  # fmt: skip
 _LOCATION_COLUMNS = [
-    LocationRow.folder,
-    LocationRow.role,
-    LocationRow.uid,
-    LocationRow.locator,
-    LocationRow.removed_at,
+    getattr(LocationRow, name) for name in ("folder", "role", "uid", "locator", "removed_at")
 ]
 
 
