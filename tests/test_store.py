@@ -217,6 +217,20 @@ def test_a_spoof_reusing_a_message_id_is_not_merged_with_the_genuine_mail(repo):
     assert store(repo, "INBOX", [genuine], 1, 2) == 0  # rescanning it adds nothing
 
 
+def test_one_batch_with_a_known_message_a_spoof_its_genuine_mail_and_a_copy(repo):
+    """A batch is looked up and written as a whole: the same outcome as message by message."""
+    assert store(repo, "INBOX", [message("k", uid=1)], 1, 1) == 1
+    spoof = dataclasses.replace(message("a", uid=2), genuine=False, sha256="1" * 64)
+    genuine = dataclasses.replace(message("a", uid=3), genuine=True, sha256="2" * 64)
+    copy = dataclasses.replace(spoof, uid=4, locator="uid:4")
+    batch = [message("k", uid=1), spoof, genuine, copy]
+    assert store(repo, "INBOX", batch, 1, 4) == 2
+    assert repo.message_count() == 3
+    stored = sorted((m.message_id, m.genuine, m.locator) for m in repo.messages("acc"))
+    assert stored == [("a", False, "uid:4"), ("a", True, "uid:3"), ("k", True, "uid:1")]
+    assert store(repo, "INBOX", batch, 1, 4) == 0
+
+
 def test_messages_round_trip(repo):
     date = datetime(2023, 11, 6, 10, 0, tzinfo=JST)
     original = ScannedMessage(

@@ -151,7 +151,6 @@ class Repo:
         its old locations are marked removed in the same transaction (the rescan that follows
         finds the messages again under their new UIDs); the messages stay.
         """
-        added = 0
         with self._writing() as s:
             acc = self._account(s, account)
             frow = s.scalar(
@@ -175,65 +174,71 @@ class Repo:
             frow.uidvalidity = uidvalidity
             frow.last_uid = max(frow.last_uid, last_uid)
             frow.updated_at = now()
-            for msg in messages:
-                added += self._store_message(s, acc.id, msg, run_id)
+            added = self._store_messages(s, acc.id, list(messages), run_id)
         return added
 
-    def _store_message(self, s: Session, account_id: int, msg: ScannedMessage, run_id) -> int:
-        dedup_key = _clean(msg.dedup_key)
-        row = self._message_row(s, account_id, dedup_key)
-        if row is not None and row.genuine != msg.genuine and row.sha256 != msg.sha256:
-            # Same Message-ID, different bytes and verdict: a spoof reusing a real Message-ID
-            # (or the real mail after a spoof) is another message, never merged into it.
-            dedup_key = _clean(f"{dedup_key}#sha256:{msg.sha256}")
-            row = self._message_row(s, account_id, dedup_key)
-        added = 0
-        if row is None:
-            row = MessageRow(
-                account_id=account_id,
-                dedup_key=dedup_key,
-                message_id=_clean(msg.message_id),
-                sha256=msg.sha256,
-                size=msg.size,
-                subject=_clean(msg.subject),
-                from_address=_clean(msg.from_address),
-                date=_naive_utc(msg.date),
-                type=msg.type,
-                rule=msg.rule,
-                fields=_clean(dict(msg.fields)),
-                genuine=msg.genuine,
-                reasons=_clean([r.as_dict() for r in msg.reasons]),
-                warnings=_clean([r.as_dict() for r in msg.warnings]),
-                parse_error=_clean(msg.parse_error),
-                first_run_id=run_id,
-                created_at=now(),
-            )
-            s.add(row)
-            s.flush()
-            added = 1
-        loc = (
-            None  # a message row made just now has no location yet: no need to ask
-            if added
-            else s.scalar(
-                select(LocationRow).where(
-                    LocationRow.message_pk == row.id, LocationRow.folder == msg.folder
+    def _store_messages(
+        self, s: Session, account_id: int, messages: list[ScannedMessage], run_id
+    ) -> int:
+        """Add the batch's new messages and place every message in its folder.
+
+        A batch is read and written in a few statements, not a few per message: the rows its
+        dedup keys may name, one INSERT of the new rows, the locations of the known ones.
+        """
+        keys = set()
+        for msg in messages:
+            keys |= {_clean(msg.dedup_key), _spoof_key(_clean(msg.dedup_key), msg)}
+        rows = {
+            row.dedup_key: row
+            for row in s.scalars(
+                select(MessageRow).where(
+                    MessageRow.account_id == account_id, MessageRow.dedup_key.in_(keys)
                 )
             )
-        )
-        if loc is None:
-            loc = LocationRow(message_pk=row.id, account_id=account_id, folder=msg.folder)
-            s.add(loc)
-        loc.role, loc.uid, loc.locator, loc.seen_at = msg.folder_role, msg.uid, msg.locator, now()
-        loc.removed_at = None
-        return added
-
-    @staticmethod
-    def _message_row(s: Session, account_id: int, dedup_key: str) -> MessageRow | None:
-        return s.scalar(
-            select(MessageRow).where(
-                MessageRow.account_id == account_id, MessageRow.dedup_key == dedup_key
+        }
+        known = set(rows.values())
+        placed: list[tuple[MessageRow, ScannedMessage]] = []
+        added = 0
+        for msg in messages:
+            dedup_key = _clean(msg.dedup_key)
+            row = rows.get(dedup_key)
+            if row is not None and row.genuine != msg.genuine and row.sha256 != msg.sha256:
+                # Same Message-ID, different bytes and verdict: a spoof reusing a real
+                # Message-ID (or the real mail after a spoof) is another message, never
+                # merged into it.
+                dedup_key = _spoof_key(dedup_key, msg)
+                row = rows.get(dedup_key)
+            if row is None:
+                row = rows[dedup_key] = _message_row(account_id, dedup_key, msg, run_id)
+                s.add(row)
+                added += 1
+            placed.append((row, msg))
+        s.flush()  # the new rows get their ids
+        locations = {}
+        if known:  # a row made just now has no location yet: no need to ask
+            locations = {
+                (loc.message_pk, loc.folder): loc
+                for loc in s.scalars(
+                    select(LocationRow).where(
+                        LocationRow.message_pk.in_({row.id for row in known}),
+                        LocationRow.folder.in_({msg.folder for msg in messages}),
+                    )
+                )
+            }
+        for row, msg in placed:
+            loc = locations.get((row.id, msg.folder))
+            if loc is None:
+                loc = LocationRow(message_pk=row.id, account_id=account_id, folder=msg.folder)
+                locations[(row.id, msg.folder)] = loc
+                s.add(loc)
+            loc.role, loc.uid, loc.locator, loc.seen_at = (
+                msg.folder_role,
+                msg.uid,
+                msg.locator,
+                now(),
             )
-        )
+            loc.removed_at = None
+        return added
 
     def prune_locations(self, account: str, folder: str, present: set[str]) -> int:
         """Mark removed the messages a folder no longer holds (moved or deleted).
@@ -442,6 +447,32 @@ class Repo:
         if row is None and not missing_ok:
             raise KeyError(f"unknown account {name!r}")
         return row
+
+
+def _spoof_key(dedup_key: str, msg: ScannedMessage) -> str:
+    return _clean(f"{dedup_key}#sha256:{msg.sha256}")
+
+
+def _message_row(account_id: int, dedup_key: str, msg: ScannedMessage, run_id) -> MessageRow:
+    return MessageRow(
+        account_id=account_id,
+        dedup_key=dedup_key,
+        message_id=_clean(msg.message_id),
+        sha256=msg.sha256,
+        size=msg.size,
+        subject=_clean(msg.subject),
+        from_address=_clean(msg.from_address),
+        date=_naive_utc(msg.date),
+        type=msg.type,
+        rule=msg.rule,
+        fields=_clean(dict(msg.fields)),
+        genuine=msg.genuine,
+        reasons=_clean([r.as_dict() for r in msg.reasons]),
+        warnings=_clean([r.as_dict() for r in msg.warnings]),
+        parse_error=_clean(msg.parse_error),
+        first_run_id=run_id,
+        created_at=now(),
+    )
 
 
 def _clean(value):
