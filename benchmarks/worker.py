@@ -38,6 +38,8 @@ def run_ours(job: dict) -> dict:
     from gmis_mailscan.sources import imap  # noqa: F401  (imported lazily by the scan)
     from gmis_mailscan.store.db import connect
 
+    __import__("sqlalchemy.dialects.sqlite")  # the driver SQLAlchemy loads at the first connect
+
     if job.get("prepare_db"):  # `gmis-mailscan db upgrade`, done once at installation
         connect(load_config(Path(job["config"])).database_url).dispose()
     args = ["-c", job["config"], "scan"]
