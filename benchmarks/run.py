@@ -555,37 +555,13 @@ def raw_table(res: dict) -> list[str]:
     ]
     for temp in ("cold", "warm"):
         for who in CONTESTANTS:
-            runs = fs[temp][who]
-            lines.append(
-                f"| {LABELS[who]}, {temp} | {_med(runs):.3f} s | "
-                f"{_med(runs, 'process_seconds'):.3f} s | {_cpu(runs)} | "
-                f"{_med(runs, 'maxrss_kib') / 1024:.1f} MiB | {runs[0]['fetched']} | "
-                f"{int(_med(runs, 'server_out')):,} | "
-                + ", ".join(f"{r['seconds']:.2f}" for r in runs)
-                + " |"
-            )
-    runs = fs["rescan"]
-    lines.append(
-        f"| gmis-mailscan rescan, no new mail | {_med(runs):.3f} s | "
-        f"{_med(runs, 'process_seconds'):.3f} s | {_cpu(runs)} | "
-        f"{_med(runs, 'maxrss_kib') / 1024:.1f} MiB | "
-        f"{runs[0]['fetched']} | {int(_med(runs, 'server_out')):,} | "
-        + ", ".join(f"{r['seconds']:.3f}" for r in runs)
-        + " |"
-    )
+            lines.append(_run_row(f"{LABELS[who]}, {temp}", fs[temp][who]))
+    lines.append(_run_row("gmis-mailscan rescan, no new mail", fs["rescan"], digits=3))
     g = res["accounts"]
     for temp in ("warm", "cold"):
         for label in ("one", "many"):
-            runs = g[temp][label]
             n = 1 if label == "one" else g["accounts"]
-            lines.append(
-                f"| gmis-mailscan, {n} account(s), {temp} | {_med(runs):.3f} s | "
-                f"{_med(runs, 'process_seconds'):.3f} s | {_cpu(runs)} | "
-                f"{_med(runs, 'maxrss_kib') / 1024:.1f} MiB | {runs[0]['fetched']} | "
-                f"{int(_med(runs, 'server_out')):,} | "
-                + ", ".join(f"{r['seconds']:.2f}" for r in runs)
-                + " |"
-            )
+            lines.append(_run_row(f"gmis-mailscan, {n} account(s), {temp}", g[temp][label]))
     c = res["corpus"]
     for name in ("all", "gmis"):
         for who in ("bare", "ours"):
@@ -599,8 +575,16 @@ def raw_table(res: dict) -> list[str]:
     return lines
 
 
-def _cpu(runs: list[dict]) -> str:
-    return f"{_med(runs, 'cpu_seconds'):.2f} / {_med(runs, 'server_cpu'):.2f} s"
+def _run_row(label: str, runs: list[dict], digits: int = 2) -> str:
+    """One row of the every-run table: medians, then every sample in run order."""
+    return (
+        f"| {label} | {_med(runs):.3f} s | {_med(runs, 'process_seconds'):.3f} s | "
+        f"{_med(runs, 'cpu_seconds'):.2f} / {_med(runs, 'server_cpu'):.2f} s | "
+        f"{_med(runs, 'maxrss_kib') / 1024:.1f} MiB | {runs[0]['fetched']} | "
+        f"{int(_med(runs, 'server_out')):,} | "
+        + ", ".join(f"{r['seconds']:.{digits}f}" for r in runs)
+        + " |"
+    )
 
 
 def render(res: dict) -> str:

@@ -114,10 +114,10 @@ def load_config(path: Path) -> Config:
         quota_full_ratio=ratio,
         quota_max_age=max_age * 60,
         rules_dir=_resolve(base, rules_dir) if rules_dir else None,
-        batch_size=_positive(scan, "batch_size", 50),
-        timeout=float(_positive(scan, "timeout", 30)),
-        concurrency=_positive(scan, "concurrency", 4),
-        search_connections=_not_negative(scan, "search_connections", 0),
+        batch_size=_integer(scan, "batch_size", 50),
+        timeout=float(_integer(scan, "timeout", 30)),
+        concurrency=_integer(scan, "concurrency", 4),
+        search_connections=_integer(scan, "search_connections", 0, zero_ok=True),
         lock_timeout=scan.get("lock_timeout", float, 0.0),
         dkim=verify.get("dkim", bool, False),
         authserv_ids=tuple(verify.str_list("authserv_ids", [])),
@@ -230,17 +230,11 @@ def _password_source(t: Table, base: Path) -> PasswordSource:
     return PasswordSource(command=value)
 
 
-def _not_negative(t: Table, key: str, default: int) -> int:
+def _integer(t: Table, key: str, default: int, *, zero_ok: bool = False) -> int:
     value = t.get(key, int, default)
-    if value < 0:
-        raise t.error(key, f"expected 0 or a positive integer, got {value}")
-    return value
-
-
-def _positive(t: Table, key: str, default: int) -> int:
-    value = t.get(key, int, default)
-    if value <= 0:
-        raise t.error(key, f"expected a positive integer, got {value}")
+    if value < 0 or (value == 0 and not zero_ok):
+        wanted = "0 or a positive integer" if zero_ok else "a positive integer"
+        raise t.error(key, f"expected {wanted}, got {value}")
     return value
 
 

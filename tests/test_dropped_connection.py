@@ -16,6 +16,8 @@ and between batches. A stalled (half-open) connection is ended by the [scan] tim
 
 from __future__ import annotations
 
+import threading
+
 import mailfactory
 import pytest
 from reliability import (
@@ -28,6 +30,8 @@ from reliability import (
     write_config,
 )
 from tcpproxy import TcpProxy
+
+from gmis_mailscan.sources import imap as imap_source
 
 SERVER_CUTS = 25  # cut points in the bytes the server sends
 CLIENT_CUTS = 3  # cut points in the bytes the scanner sends
@@ -200,10 +204,6 @@ def test_cuts_with_extra_search_connections_then_clean_run(
     the scan's own connection or an extra one (then the search fails and so does the run, or,
     during its login, the search stays on the first connection). Either way the database
     holds whole batches, no search thread is left, and a clean run gives the same report."""
-    import threading
-
-    from gmis_mailscan.sources import imap as imap_source
-
     monkeypatch.setattr(imap_source, "SEARCH_WINDOW", 2)
     server, user, _ = mailbox
     good, _, _ = baseline

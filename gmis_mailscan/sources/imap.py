@@ -237,18 +237,16 @@ class ImapSource:
             return []
 
         def open_one(_: int) -> IMAPClient | None:
+            client = None
             try:
                 client = _connect(self.settings, self.timeout)
-            except Exception as exc:
-                log.info("%s: no extra search connection: %s", self.account.name, exc)
-                return None
-            try:
                 _login(client, self.settings, self.timeout)
                 client.select_folder(folder, readonly=True)  # EXAMINE
                 return client
             except Exception as exc:
                 log.info("%s: no extra search connection: %s", self.account.name, exc)
-                _logout(client)
+                if client is not None:
+                    _logout(client)
                 return None
 
         with ThreadPoolExecutor(count, thread_name_prefix="imap-login") as pool:

@@ -187,7 +187,8 @@ class Repo:
         """
         keys = set()
         for msg in messages:
-            keys |= {_clean(msg.dedup_key), _spoof_key(_clean(msg.dedup_key), msg)}
+            key = _clean(msg.dedup_key)
+            keys |= {key, _spoof_key(key, msg)}
         rows = {
             row.dedup_key: row
             for row in s.scalars(
