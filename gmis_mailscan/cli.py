@@ -28,6 +28,7 @@ from . import report as report_doc
 from .config import ENV_CONFIG, Config, config_path, load_config, no_config, with_local_account
 from .records import RawMessage, ScannedMessage
 from .report import formats
+from .resources import data_path
 from .rules import Rules, load_rules
 from .scan import Progress as ScanProgress
 from .scan import ScanOutcome, describe_error, diagnose, examine, scan, verify_policy
@@ -37,7 +38,7 @@ from .store.db import DatabaseError, connect, current_revision, scan_lock, upgra
 from .store.repo import Repo
 from .tomlcheck import TomlError
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config.example.toml"
+EXAMPLE_CONFIG = data_path("config.example.toml")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_FAILED, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
 STAFF_ANSWERS = {

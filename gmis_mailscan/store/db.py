@@ -17,7 +17,9 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+from ..resources import data_path
+
+MIGRATIONS_DIR = data_path("migrations")
 MIGRATION_LOCK_WAIT = 120.0  # seconds; a migration takes well under one
 
 
