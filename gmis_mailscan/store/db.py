@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
+from filelock import FileLock, Timeout
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -151,18 +151,14 @@ def _pg_lock(conn, wait_seconds: float) -> bool:
 
 @contextmanager
 def _file_lock(path: Path, wait_seconds: float) -> Iterator[bool]:
-    deadline = time.monotonic() + wait_seconds
-    with path.open("a") as fh:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(0.2)
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """An exclusive lock file (flock on POSIX, LockFileEx on Windows) held for the duration."""
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=wait_seconds, poll_interval=0.2)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
