@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+import inprocess
 import mailfactory
 import pytest
 from dovecot import DovecotServer
@@ -72,14 +71,8 @@ class Run:
 
 
 def cli(config: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gmis_mailscan", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
+    """In-process (tests/inprocess.py): these tests check only output and exit code."""
+    return inprocess.run(["--config", str(config), *args], env=env)
 
 
 @pytest.fixture
