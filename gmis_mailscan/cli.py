@@ -41,7 +41,7 @@ from .sources import Folder
 from .tomlcheck import TomlError, did_you_mean
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from .scan import Progress as ScanProgress
     from .scan import ScanOutcome
@@ -149,7 +149,7 @@ def _bar_progress(progress: Progress) -> ScanProgress:
 
     class BarProgress(ScanProgress):
         def __init__(self) -> None:
-            self.tasks: dict[tuple[str, str], int] = {}
+            self.tasks: dict[tuple[str, str], TaskID] = {}
 
         def folder(self, account: str, folder: Folder) -> None:
             label = f"{account}: {folder.name} ({folder.role})"
@@ -364,11 +364,11 @@ def mark_command(ctx: Context, account: str, institution, note) -> None:
     else:
         repo.add_answer(account, answer, institution, note)
         click.echo(f"{account}: recorded {STAFF_ANSWERS[answer]}")
-    for a in assess_all(config, rules, repo):
-        if a.account == account:
+    for item in assess_all(config, rules, repo):
+        if item.account == account:
             click.echo(
-                f"  {a.institution or '(unknown)'}: {a.decision.state} → "
-                f"{rules.paths[a.decision.path].label}"
+                f"  {item.institution or '(unknown)'}: {item.decision.state} → "
+                f"{rules.paths[item.decision.path].label}"
             )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from .normalize import compact, nfkc
@@ -96,7 +97,8 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
     verify = top.table("verify")
     folders = top.table("folders")
     contacts = top.table("contacts")
-    rules = dict(
+    rules = partial(  # completed below, once its tables are checked and the flowchart read
+        Rules,
         sender=sender,
         candidate_from=tuple(compact(s) for s in candidate.str_list("from_contains")),
         candidate_subject=tuple(compact(s) for s in candidate.str_list("subject_contains")),
@@ -120,7 +122,7 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
     directories = tuple(
         _directory(path) for path in sorted((rules_dir / "contacts").glob("*.toml"))
     )
-    return Rules(**rules, states=states, paths=paths, directories=directories)
+    return rules(states=states, paths=paths, directories=directories)
 
 
 def _ascii_terms(table: Table, key: str) -> tuple[str, ...]:

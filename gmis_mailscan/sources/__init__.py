@@ -7,7 +7,7 @@ and its state in one transaction, so an interrupted run resumes where it stopped
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,7 +54,7 @@ class SourceError(RuntimeError):
 
 
 class Source(Protocol):
-    def folders(self) -> list[Folder]: ...
+    def folders(self) -> Iterable[Folder]: ...
 
     def quota(self) -> Quota | None: ...
 

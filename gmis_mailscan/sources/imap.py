@@ -16,7 +16,7 @@ import queue
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from imapclient import IMAPClient
@@ -25,7 +25,7 @@ from imapclient.imapclient import JUNK, SocketTimeout
 
 from ..config import Account, Config, ImapSettings
 from ..credentials import CredentialError, read_password, run_secret_command
-from ..records import RawMessage
+from ..records import FolderRole, RawMessage
 from ..rules import Rules
 from . import Batch, Folder, FolderState, Quota, SourceError, name_matches
 
@@ -195,7 +195,9 @@ class ImapSource:
                     return
         yield Batch((), uidvalidity, max(last_uid, uidnext - 1), total=found)
 
-    def _window_hits(self, folder: str, windows: list[tuple[int, str]]) -> Iterator[list[int]]:
+    def _window_hits(
+        self, folder: str, windows: list[tuple[int, str]]
+    ) -> Generator[list[int], None, None]:
         """The matching UIDs of each window, in window order.
 
         Several windows (a big folder's first scan) are searched on up to [scan]
@@ -284,13 +286,13 @@ class ImapSource:
     def capabilities(self) -> list[str]:
         return sorted(c.decode() for c in self.client.capabilities())
 
-    def _list(self) -> tuple[dict[str, str], set[str]]:
+    def _list(self) -> tuple[dict[str, FolderRole], set[str]]:
         """Every selectable folder → role (INBOX first), and those "auto" leaves out."""
         if not self.client.has_capability("SPECIAL-USE") and self.client.has_capability("XLIST"):
             listing = self.client.xlist_folders()
         else:
             listing = self.client.list_folders()
-        roles: dict[str, str] = {}
+        roles: dict[str, FolderRole] = {}
         skipped: set[str] = set()
         for flags, delimiter, name in listing:
             if b"\\Noselect" in flags or b"\\NonExistent" in flags:
