@@ -110,14 +110,17 @@ class ImapSource:
             yield Folder("INBOX", "inbox")
         listed, skipped = self._list()
         if wanted is not None:
-            missing = [f for f in wanted if f not in listed and f != "INBOX"]
-            if missing:
-                raise SourceError(
-                    f"folder {missing[0]!r} not found on the server, which has: "
-                    f"{', '.join(sorted(listed, key=lambda n: (n != 'INBOX', n)))} "
-                    '(fix the account\'s folders, or remove it for "auto")'
-                )
-            names = [n for n in wanted if n != "INBOX"]
+            there = ", ".join(sorted(listed, key=lambda n: (n != "INBOX", n)))
+            for name in wanted:
+                if name not in listed and name != "INBOX":  # a warning: the rest is scanned
+                    log.warning(
+                        "%s: folder %r not found on the server, which has: %s (fix the "
+                        'account\'s folders, or remove it for "auto"); its other folders are read',
+                        self.account.name,
+                        name,
+                        there,
+                    )
+            names = [n for n in wanted if n != "INBOX" and n in listed]
         else:
             names = [n for n in listed if n not in skipped]
         for name in names:
