@@ -93,7 +93,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     "config_option",
     metavar="PATH",
     envvar=ENV_CONFIG,
-    help="Config file (default ./config.toml, or $GMIS_MAILSCAN_CONFIG).",
+    help="Config file; else $GMIS_MAILSCAN_CONFIG, ./config.toml, the user's config folder, "
+    "/etc/gmis-mailscan/ (`doctor` shows which).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the report (for cron).")
 @click.option("--verbose", "-v", is_flag=True, help="Log what is done to stderr.")
