@@ -97,7 +97,7 @@ def diagnose(
 
 def verify_policy(config: Config, rules: Rules) -> VerifyPolicy:
     return VerifyPolicy(
-        sender=config.sender,
+        sender=rules.sender,
         official_hosts=rules.official_hosts,
         authserv_ids=config.authserv_ids,
         check_dkim=config.dkim,
