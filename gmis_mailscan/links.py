@@ -64,17 +64,20 @@ def extract_links(
 
 def bidi_urls(text: str, html: str | None, soup: BeautifulSoup | None = None) -> tuple[str, ...]:
     """URLs (invisible characters removed) with a bidirectional control inside or beside
-    them, in the plain text, the HTML's visible text or a link attribute: such a URL is not
-    shown as it goes (``https://evil.example/\u202egepj.og.wlhm`` reads as mhlw.go.jp)."""
+    them: in the plain text or the HTML's visible text, in a link attribute, or in the text
+    an anchor shows for its URL. Such a URL is not shown as it goes
+    (``https://evil.example/\u202egepj.og.wlhm`` reads as mhlw.go.jp)."""
+    found: list[str] = []
     texts = [text]
     if html:
         soup = soup if soup is not None else BeautifulSoup(html, "html.parser")
         for tag in soup.find_all([*_HTML_ATTRS, "base"]):
             value = tag.get(_HTML_ATTRS[tag.name][0] if tag.name in _HTML_ATTRS else "href")
-            if isinstance(value, str) and _BIDI.search(value):
-                texts.append(value.replace(" ", ""))
+            if not isinstance(value, str) or not _clean(value):
+                continue
+            if _BIDI.search(value) or (tag.name == "a" and _BIDI.search(tag.get_text())):
+                found.append(_clean(value))
         texts.append(soup.get_text(" "))
-    found: list[str] = []
     for piece in texts:
         words = piece.split()
         for i, word in enumerate(words):
