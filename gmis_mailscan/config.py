@@ -63,7 +63,6 @@ class Config:
     path: Path | None
     database_url: str
     accounts: tuple[Account, ...]
-    sender: str = "info@g-mis.net"
     quota_full_ratio: float = 0.9
     quota_max_age: float = 3600.0  # seconds a quota reading of an unchanged mailbox is kept
     rules_dir: Path | None = None
@@ -106,11 +105,12 @@ def load_config(path: Path) -> Config:
     if max_age < 0:
         raise scan.error("quota_max_age_minutes", f"expected a number >= 0, got {max_age:g}")
     rules_dir = scan.get("rules_dir", str, None)
+    if "sender" in scan.data:  # one source of truth: the rules file names the sender
+        raise scan.error("sender", "no longer read: the sender is rules/gmis.toml [sender] address")
     config = Config(
         path=path,
         database_url=_sqlite_relative(url, base),
         accounts=accounts,
-        sender=scan.get("sender", str, "info@g-mis.net").strip().lower(),
         quota_full_ratio=ratio,
         quota_max_age=max_age * 60,
         rules_dir=_resolve(base, rules_dir) if rules_dir else None,

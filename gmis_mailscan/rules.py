@@ -63,6 +63,7 @@ class Rules:
     sender: str
     candidate_from: tuple[str, ...]
     candidate_subject: tuple[str, ...]
+    candidate_fields: tuple[str, ...]  # what makes a subject-only mention an account mail
     server_search_from: tuple[str, ...]
     server_search_subject: tuple[str, ...]
     strip_prefixes: tuple[str, ...]
@@ -99,6 +100,7 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
         sender=sender,
         candidate_from=tuple(compact(s) for s in candidate.str_list("from_contains")),
         candidate_subject=tuple(compact(s) for s in candidate.str_list("subject_contains")),
+        candidate_fields=_known_fields(candidate, "account_fields", set(fields)),
         server_search_from=_ascii_terms(candidate, "server_search_from"),
         server_search_subject=_ascii_terms(candidate, "server_search_subject"),
         strip_prefixes=tuple(compact(s) for s in subject.str_list("strip_prefixes", [])),
@@ -120,6 +122,14 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
         _directory(path) for path in sorted((rules_dir / "contacts").glob("*.toml"))
     )
     return Rules(**rules, states=states, paths=paths, directories=directories)
+
+
+def _known_fields(table: Table, key: str, names: set[str]) -> tuple[str, ...]:
+    wanted = table.str_list(key, [])
+    for name in wanted:
+        if name not in names:
+            raise table.error(key, f"no [fields.{name}] table defines {name!r}")
+    return tuple(wanted)
 
 
 def _ascii_terms(table: Table, key: str) -> tuple[str, ...]:

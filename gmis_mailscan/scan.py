@@ -97,7 +97,7 @@ def diagnose(
 
 def verify_policy(config: Config, rules: Rules) -> VerifyPolicy:
     return VerifyPolicy(
-        sender=config.sender,
+        sender=rules.sender,
         official_hosts=rules.official_hosts,
         authserv_ids=config.authserv_ids,
         check_dkim=config.dkim,
@@ -114,7 +114,7 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
     """
     try:
         head = parse_head(raw.data)
-        if head is not None and not is_candidate(head, rules):
+        if head is not None and not is_candidate(head, rules, body=False):
             return None
     except Exception:  # whatever is wrong with it, parse() below says so
         pass

@@ -20,6 +20,7 @@ import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from .links import extract_links, idna_decode, mask_token, split_authority, url_host
+from .normalize import strip_invisible
 from .records import Link, ParsedMessage, Reason, Verdict
 
 
@@ -151,6 +152,18 @@ REASONS: dict[str, tuple[bool, str, str]] = {
         "The link {url} to an official host is not encrypted (http).",
         "公式のドメインへのリンク {url} が暗号化されていません(http)。",
     ),
+    "link_bidi_control": (
+        True,
+        "The link {url} has a text-direction control character in or beside it, which can make "
+        "it read as another address.",
+        "リンク {url} の中または前後に文字の表示方向を変える制御文字があり、別のアドレスに"
+        "見せかけている疑いがあります。",
+    ),
+    "spam_filter_wrapped": (
+        False,
+        "A spam filter wrapped this mail in its report; the original inside was judged.",
+        "迷惑メールフィルタがこのメールを報告で包んでいました。中の元のメールを判定しました。",
+    ),
 }
 
 _AUTHRES = authres.FeatureContext(authres.dmarc)
@@ -172,6 +185,9 @@ def verify(parsed: ParsedMessage, raw: bytes, policy: VerifyPolicy) -> Verdict:
     """Judge one message; genuine only when no suspicion was found."""
     found = _Findings(policy)
     _check_sender(parsed, found)
+    if parsed.wrapped_original is not None:
+        raw = parsed.wrapped_original  # the filter's wrapper is not what was signed
+        found.add("spam_filter_wrapped")
     dkim_passed = False
     if policy.check_dkim:
         problem = _dkim_problem(raw, found.sender_domain, policy.dns_txt)
@@ -181,6 +197,8 @@ def verify(parsed: ParsedMessage, raw: bytes, policy: VerifyPolicy) -> Verdict:
     _check_auth_results(parsed.authentication_results, found, dkim_passed)
     for link in parsed.links:
         _check_link(link, found)
+    for url in parsed.bidi_urls:
+        found.add("link_bidi_control", url=_for_people(url))
     return Verdict(not found.reasons, tuple(found.reasons), tuple(found.warnings))
 
 
@@ -513,6 +531,7 @@ def _same_site_key(host: str) -> str:
 
 
 def _for_people(url: str) -> str:
-    """A URL fit for reports: one-time token masked, length bounded."""
-    masked = mask_token(url)
+    """A URL fit for reports: one-time token masked, no invisible character (a bidi control
+    would reorder the report line), length bounded."""
+    masked = mask_token(strip_invisible(url))
     return masked if len(masked) <= 100 else masked[:97] + "..."
