@@ -15,6 +15,7 @@ from .tomlcheck import Table, TomlError, load_toml
 
 ENV_CONFIG = "GMIS_MAILSCAN_CONFIG"
 DEFAULT_CONFIG = Path("config.toml")
+SYSTEM_CONFIG = Path("/etc/gmis-mailscan/config.toml")
 LOCAL_KINDS = ("maildir", "mbox", "eml_dir")
 SECURITY = ("tls", "starttls", "plain")
 
@@ -77,8 +78,23 @@ class Config:
 
 
 def config_path(option: str | None) -> Path:
-    """--config, else $GMIS_MAILSCAN_CONFIG, else ./config.toml."""
-    return Path(option or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+    """--config, else $GMIS_MAILSCAN_CONFIG, else the first of config_places() that exists
+    (./config.toml when none does, so that the error names the usual file)."""
+    given = option or os.environ.get(ENV_CONFIG)
+    if given:
+        return Path(given)
+    places = config_places()
+    return next((p for p in places if p.is_file()), places[0])
+
+
+def config_places() -> tuple[Path, ...]:
+    """Where a config is looked for when none is named: the working directory, the user's
+    config folder (%APPDATA% on Windows, $XDG_CONFIG_HOME or ~/.config elsewhere), /etc."""
+    if os.name == "nt":
+        user = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+        return DEFAULT_CONFIG, user / "gmis-mailscan" / "config.toml"
+    user = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return DEFAULT_CONFIG, user / "gmis-mailscan" / "config.toml", SYSTEM_CONFIG
 
 
 def default_database_url(base: Path) -> str:
@@ -212,6 +228,10 @@ def _password_source(t: Table, base: Path) -> PasswordSource:
             "passwords are not written in the config: use password_env, password_file "
             "or password_command",
         )
+    if not given:
+        for key in ("password_env", "password_file", "password_command"):
+            if misspelt := t.misspelt(key):
+                raise misspelt
     if len(given) != 1:
         raise t.error(
             "password_env", "give exactly one of password_env, password_file, password_command"

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .normalize import compact, nfkc
+from .resources import data_path
 from .tomlcheck import Table, TomlError, load_toml
 
-#: rules/ beside the package (a source checkout or an editable install).
-DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+#: The rules shipped with the package (a user's own [scan] rules_dir replaces them).
+DEFAULT_RULES_DIR = data_path("rules")
 
 PATH_IDS = ("none", "method1", "method2", "method3", "method4", "contact", "register", "review")
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .classify import classify, is_candidate
 from .config import Account, Config
@@ -20,8 +21,10 @@ from .records import UNPARSEABLE, RawMessage, Reason, ScannedMessage
 from .rules import Rules
 from .sources import Folder, Source, SourceError
 from .sources.local import LocalSource
-from .store.repo import Repo, now
 from .verify import VerifyPolicy, verify
+
+if TYPE_CHECKING:  # the store imports SQLAlchemy, which `classify` does not need
+    from .store.repo import Repo
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +257,8 @@ def _quota_ratio(
     """
     info = repo.account(account)
     if not changed and info is not None and info.quota_checked_at is not None:
+        from .store.repo import now
+
         age = (now() - info.quota_checked_at).total_seconds()
         if 0 <= age < config.quota_max_age:
             return info.quota.ratio if info.quota else None
