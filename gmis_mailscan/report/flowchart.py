@@ -47,6 +47,7 @@ class Arrow:
     label_x: float
     label_y: float
     on: bool
+    beside: bool = False  # the answer is written beside a straight arrow, not across it
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ def _arrow(diagram: Diagram, source: str, target: str, label: str, on: bool) -> 
         points = f"{start:g},{sy:g} {end:g},{ty:g}"
         return Arrow(source, target, points, label, (start + end) / 2, sy - 7, on)
     top = ty - BOX_H / 2
+    if sx == tx:  # straight down
+        points = f"{sx:g},{sy + BOX_H / 2:g} {tx:g},{top - 2:g}"
+        return Arrow(
+            source, target, points, label, tx + 8, (sy + BOX_H / 2 + top) / 2 + 4, on, True
+        )
     elbow = top - 28
     points = f"{sx:g},{sy + BOX_H / 2:g} {sx:g},{elbow:g} {tx:g},{elbow:g} {tx:g},{top - 2:g}"
     return Arrow(source, target, points, label, tx, top - 8, on)

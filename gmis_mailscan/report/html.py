@@ -69,7 +69,8 @@ def render_html(
 
 
 def _tone(card: Card) -> tuple[str, str]:
-    """The class and symbol of a card's remedy: colour is never the only signal."""
-    if card.suspicious:
+    """The class and symbol of a card's remedy: colour is never the only signal. (A spoof beside
+    a genuine mail is shown by its own warning, not by the remedy's badge.)"""
+    if card.path == "review":
         return "tone-danger", "⚠"
     return ("tone-done", "✔") if card.path == "none" else ("tone-action", "▶")
