@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -35,6 +36,9 @@ from .config import (
     with_local_account,
 )
 from .records import RawMessage, ScannedMessage
+from .report import csvfile
+from .report.texts import LANGS, Texts, load_texts
+from .report.view import clean, local_time
 from .resources import data_path
 from .rules import Rules, load_rules
 from .sources import Folder
@@ -76,6 +80,23 @@ class Context:
                 "or give --config PATH",
             )
         return load_config(path)
+
+
+def lang_option(command):
+    """--lang for every command whose output people read (default: [report] lang, else ja)."""
+    return click.option(
+        "--lang",
+        type=click.Choice(LANGS),
+        envvar="GMIS_MAILSCAN_LANG",
+        help="Output language: ja (default, or [report] lang) or en.",
+    )(command)
+
+
+def _texts(config: Config, lang: str | None) -> Texts:
+    try:
+        return load_texts(lang or config.report_lang, config.rules_dir)
+    except TomlError as exc:
+        fail(str(exc))
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -275,27 +296,82 @@ def _print_outcome(ctx: Context, outcome: ScanOutcome) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file instead of standard output.",
 )
+@lang_option
+@click.option("--only-action", is_flag=True, help="Only institutions that need something done.")
+@click.option(
+    "--wide",
+    is_flag=True,
+    help="Table: every column (account, application number, state, evidence, warnings), "
+    "also when the output is not a terminal.",
+)
+@click.option(
+    "--csv-encoding",
+    type=click.Choice(csvfile.ENCODINGS),
+    default="utf-8-sig",
+    show_default=True,
+    help="CSV: utf-8-sig (UTF-8 with BOM, opens right in Excel), utf-8, or cp932.",
+)
+@click.option(
+    "--csv-headers",
+    type=click.Choice(csvfile.HEADERS),
+    help="CSV column headers: ja, en (default: the --lang), or keys for scripts.",
+)
 @click.pass_obj
-def report_command(ctx: Context, fmt: str, output: Path | None) -> None:
+def report_command(
+    ctx: Context,
+    fmt: str,
+    output: Path | None,
+    lang: str | None,
+    only_action: bool,
+    wide: bool,
+    csv_encoding: str,
+    csv_headers: str | None,
+) -> None:
     """Per institution: state, remedy (対応方法), evidence, warnings and whom to call."""
     from rich.console import Console
 
-    from .report import formats
+    from .report import formats, terminal
+    from .report.html import render_html
+    from .report.view import build_view
     from .status import assess_all
 
     config = _config(ctx, required=False)
     rules, repo = _rules_and_repo(config)
-    doc = report_doc.build(assess_all(config, rules, repo), rules, repo.last_run())
-    if fmt == "table":
-        console = Console(
-            file=output.open("w", encoding="utf-8") if output else None,
-            width=120 if output or not sys.stdout.isatty() else None,
-        )
-        for part in formats.to_terminal(doc):
-            # Text parts are not re-wrapped: Japanese has no spaces to break at.
-            console.print(part, soft_wrap=isinstance(part, str))
-        return
-    text = {"json": formats.to_json, "csv": formats.to_csv, "html": formats.to_html}[fmt](doc)
+    texts = _texts(config, lang)
+    doc = report_doc.build(
+        assess_all(config, rules, repo), rules, repo.last_run(), config.rules_dir
+    )
+    if only_action:
+        doc = report_doc.only_action(doc)
+    tz = ZoneInfo(config.report_timezone) if config.report_timezone else None
+    if fmt == "json":
+        _emit(formats.to_json(doc), output)
+    elif fmt == "html":
+        _emit(render_html(doc, texts.lang, tz, rules_dir=config.rules_dir), output)
+    elif fmt == "csv":
+        view = build_view(doc, texts, tz)
+        data = csvfile.to_csv(view, csv_headers or texts.lang, csv_encoding)
+        if output:
+            output.write_bytes(data)
+        else:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+    elif output or not sys.stdout.isatty():
+        view = build_view(doc, texts, tz)
+        if not wide:  # cron mail, a pipe or a file: no box drawing
+            _emit(terminal.to_plain(view), output)
+            return
+        console = Console(file=output.open("w", encoding="utf-8") if output else None, width=160)
+        for part in terminal.to_terminal(view, console.width, wide=True):
+            console.print(part, soft_wrap=True)
+    else:
+        console = Console()
+        view = build_view(doc, texts, tz)
+        for part in terminal.to_terminal(view, console.width, wide=wide):
+            console.print(part, soft_wrap=True)  # already folded to the width
+
+
+def _emit(text: str, output: Path | None) -> None:
     if output:
         output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     else:
@@ -327,8 +403,9 @@ _ANSWER_FLAGS = ("--login-done", "--url-unreachable", "--cannot-login", "--clear
 @_answer("--list", "Show the answers recorded, dated.")
 @click.option("--institution", "-i", help="Only for this institution of the mailbox.")
 @click.option("--note", help="Free text kept with the answer (who, why).")
+@lang_option
 @click.pass_obj
-def mark_command(ctx: Context, account: str, institution, note) -> None:
+def mark_command(ctx: Context, account: str, institution, note, lang: str | None) -> None:
     """Record what staff found when following the password mail (rows 2 and 3 of the
     Ministry's flowchart: logged in, or the URL cannot be reached)."""
     given = click.get_current_context().meta.get("mark_answers", [])
@@ -350,12 +427,15 @@ def mark_command(ctx: Context, account: str, institution, note) -> None:
             f"(known: {', '.join(known) or 'none yet: scan first'})"
         )
     if answer == "list":
+        t = _texts(config, lang)
+        tz = ZoneInfo(config.report_timezone) if config.report_timezone else None
         for a in repo.answers(account, include_withdrawn=True):
-            withdrawn = f" (withdrawn {a.withdrawn_at:%Y-%m-%d %H:%M})" if a.withdrawn_at else ""
-            target = a.institution or "all institutions"
+            at = local_time(a.withdrawn_at, t, tz)
+            withdrawn = f" ({t('mark.withdrawn', at=at)})" if a.withdrawn_at else ""
+            target = clean(a.institution) or t("mark.all_institutions")
             click.echo(
-                f"{a.recorded_at:%Y-%m-%d %H:%M} UTC  {a.answer:<16} {target}"
-                f"{withdrawn}{'  ' + a.note if a.note else ''}"
+                f"{local_time(a.recorded_at, t, tz)}  {t('mark.' + a.answer)}  {target}"
+                f"{withdrawn}{'  ' + clean(a.note) if a.note else ''}"
             )
         return
     if answer == "clear":
@@ -380,8 +460,11 @@ def mark_command(ctx: Context, account: str, institution, note) -> None:
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@lang_option
 @click.pass_obj
-def classify_command(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
+def classify_command(
+    ctx: Context, files: tuple[Path, ...], as_json: bool, lang: str | None
+) -> None:
     """Dry run of rules/ on .eml files: type, fields, verdict, matching rule. Stores nothing."""
     from .scan import examine, verify_policy
 
@@ -391,6 +474,7 @@ def classify_command(ctx: Context, files: tuple[Path, ...], as_json: bool) -> No
     except TomlError as exc:
         fail(str(exc))
     policy = verify_policy(config, rules)
+    t = _texts(config, lang)
     for path in files:
         raw = RawMessage(folder="-", folder_role="other", locator=str(path), data=path.read_bytes())
         result = examine(raw, rules, policy)
@@ -401,7 +485,7 @@ def classify_command(ctx: Context, files: tuple[Path, ...], as_json: bool) -> No
         click.echo(f"{path}:")
         for key, value in info.items():
             if key != "file":
-                click.echo(f"  {key}: {value}")
+                click.echo(f"  {t('classify.' + key)}: {_shown(key, value, result, t)}")
 
 
 def _classification(path: Path, m: ScannedMessage | None) -> dict:
@@ -419,6 +503,20 @@ def _classification(path: Path, m: ScannedMessage | None) -> dict:
         "warnings": [f"{r.code}: {r.en}" for r in m.warnings],
         **({"error": m.parse_error} if m.parse_error else {}),
     }
+
+
+def _shown(key: str, value: object, m: ScannedMessage | None, t: Texts) -> object:
+    """A classify value for people: names beside codes, reasons in the language, no escapes."""
+    if m is None:
+        return t("classify.not_gmis") if key == "note" else value
+    if key == "type":
+        return f"{m.type} ({t.group('types').get(m.type, m.type)})"
+    if key == "genuine":
+        return t("classify.yes") if m.genuine else t("classify.no")
+    if key in ("reasons", "warnings"):
+        items = m.reasons if key == "reasons" else m.warnings
+        return "; ".join(f"{r.code}: {getattr(r, t.lang)}" for r in items) or "-"
+    return clean(value) if isinstance(value, str) else value
 
 
 # db -----------------------------------------------------------------------------------------
@@ -468,8 +566,9 @@ def init_command(path: Path, force: bool) -> None:
 
 @main.command("doctor")
 @click.option("--account", "-a", "names", multiple=True, help="Check only this account (repeat).")
+@lang_option
 @click.pass_obj
-def doctor_command(ctx: Context, names: tuple[str, ...]) -> None:
+def doctor_command(ctx: Context, names: tuple[str, ...], lang: str | None) -> None:
     """Check the config against the servers without scanning: login, folders and roles,
     mailbox usage, capabilities. Exit 3 if some accounts fail, 4 if all do."""
     from .scan import describe_error, diagnose
@@ -480,6 +579,7 @@ def doctor_command(ctx: Context, names: tuple[str, ...]) -> None:
         rules = load_rules(config.rules_dir)
     except TomlError as exc:
         fail(str(exc))
+    t = _texts(config, lang)
     accounts = [a for a in config.accounts if not names or a.name in names]
     if not accounts:
         fail(f"{config.path}: no [[accounts]] to check")
@@ -495,19 +595,25 @@ def doctor_command(ctx: Context, names: tuple[str, ...]) -> None:
         except Exception as exc:
             failed += 1
             why = describe_error(exc, account, config.timeout)
-            click.echo(f"{account.name}: FAILED: {why}", err=True)
+            click.echo(f"{account.name}: {t('doctor.failed')}: {why}", err=True)
             continue
-        click.echo(f"{account.name}: OK ({report['where']})")
+        click.echo(f"{account.name}: {t('doctor.ok')} ({report['where']})")
         for folder in report["folders"]:
-            click.echo(f"  folder {folder.name!r}: {folder.role}")
+            role = t.group("roles").get(folder.role, folder.role) if t.lang != "en" else folder.role
+            click.echo(f"  {t('doctor.folder')} {folder.name!r}: {role}")
         quota = report["quota"]
         usage = (
-            "unknown (no QUOTA)"
+            t("doctor.no_quota")
             if quota is None
-            else (f"{quota.used_kib} KiB of {quota.limit_kib} KiB ({quota.ratio:.0%})")
+            else t(
+                "doctor.usage_value",
+                used=quota.used_kib,
+                limit=quota.limit_kib,
+                ratio=f"{quota.ratio:.0%}",
+            )
         )
-        click.echo(f"  mailbox usage: {usage}")
+        click.echo(f"  {t('doctor.usage')}: {usage}")
         if report["capabilities"]:
-            click.echo(f"  capabilities: {' '.join(report['capabilities'])}")
+            click.echo(f"  {t('doctor.capabilities')}: {' '.join(report['capabilities'])}")
     if failed:
         sys.exit(EXIT_FAILED if failed == len(accounts) else EXIT_PARTIAL)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .tomlcheck import Table, TomlError, load_toml
 
@@ -74,6 +75,8 @@ class Config:
     lock_timeout: float = 0.0
     dkim: bool = False
     authserv_ids: tuple[str, ...] = ()
+    report_lang: str = "ja"  # [report] lang: ja | en
+    report_timezone: str | None = None  # [report] timezone (IANA name); None: the machine's
     accounts_by_name: dict[str, Account] = field(default_factory=dict, compare=False)
 
 
@@ -109,6 +112,7 @@ def load_config(path: Path) -> Config:
     url = database.get("url", str, default_database_url(base))
     scan = top.table("scan", {})
     verify = top.table("verify", {})
+    report = top.table("report", {})
     accounts = tuple(_account(t, base) for t in top.tables("accounts"))
     names = [a.name for a in accounts]
     for i, name in enumerate(names):
@@ -137,9 +141,11 @@ def load_config(path: Path) -> Config:
         lock_timeout=scan.get("lock_timeout", float, 0.0),
         dkim=verify.get("dkim", bool, False),
         authserv_ids=tuple(verify.str_list("authserv_ids", [])),
+        report_lang=report.choice("lang", ("ja", "en"), "ja"),
+        report_timezone=_timezone(report),
         accounts_by_name={a.name: a for a in accounts},
     )
-    for t in (database, scan, verify, top):
+    for t in (database, scan, verify, report, top):
         t.done()
     return config
 
@@ -256,6 +262,18 @@ def _integer(t: Table, key: str, default: int, *, zero_ok: bool = False) -> int:
         wanted = "0 or a positive integer" if zero_ok else "a positive integer"
         raise t.error(key, f"expected {wanted}, got {value}")
     return value
+
+
+def _timezone(t: Table) -> str | None:
+    name = t.get("timezone", str, None)
+    if name is not None:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise t.error(
+                "timezone", f'unknown time zone {name!r}: use a name such as "Asia/Tokyo"'
+            ) from None
+    return name
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -151,7 +151,7 @@ def test_doctor_does_not_create_the_database(in_tmp):
     assert out.splitlines()[1] == (
         f"database: sqlite:///{database}: not created yet (the first scan creates it)"
     )
-    assert "box: OK (maildir " in out
+    assert "box: 接続OK (maildir " in out
     assert not (in_tmp / "db").exists()
 
 
@@ -236,7 +236,7 @@ def test_starttls_or_plain_on_the_tls_port_is_named_before_the_timeout(
         "[[accounts]]", "[scan]\ntimeout = 600\n\n[[accounts]]"
     )
     path.write_text(text, encoding="utf-8")
-    result = run("-c", str(path), "doctor", code=4)
+    result = run("-c", str(path), "doctor", "--lang", "en", code=4)
     assert result.stderr == (
         f'box: FAILED: port {port} expects TLS at once: use security = "tls" or port 143 with '
         '"starttls"\n'
@@ -249,7 +249,7 @@ def test_a_missing_folder_lists_the_folders_there_are(tmp_path, dovecot_server):
     path.write_text(
         path.read_text(encoding="utf-8") + 'folders = ["INBOX", "Junk"]\n', encoding="utf-8"
     )
-    result = run("-c", str(path), "doctor", code=4)
+    result = run("-c", str(path), "doctor", "--lang", "en", code=4)
     assert result.stderr == (
         "box: FAILED: folder 'Junk' not found on the server, which has: INBOX, Archive, 迷惑メール "
         '(fix the account\'s folders, or remove it for "auto")\n'
