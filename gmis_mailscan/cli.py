@@ -7,6 +7,10 @@ Exit codes (also in the README and `gmis-mailscan --help`):
   3  scan partly failed: some accounts could not be scanned, the others were
   4  scan failed: no account could be scanned
   5  another scan is running on the same database (cron overlap); nothing was done
+  6  with --exit-code: someone must act (an institution's path is not "none", or a
+     warning is new); the report is printed even with --quiet
+  7  the notification mail could not be sent (scan data kept; the next run sends it)
+  A scan's 3 or 4 wins over 7, and 7 over 6.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import sys
 import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,6 +29,7 @@ from bs4 import MarkupResemblesLocatorWarning
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from . import notify
 from . import report as report_doc
 from .config import ENV_CONFIG, Config, config_path, load_config, no_config, with_local_account
 from .records import RawMessage, ScannedMessage
@@ -32,7 +38,7 @@ from .rules import Rules, load_rules
 from .scan import Progress as ScanProgress
 from .scan import ScanOutcome, describe_error, diagnose, examine, scan, verify_policy
 from .sources import Folder
-from .status import assess_all
+from .status import assess_all, needs_action
 from .store.db import DatabaseError, connect, current_revision, scan_lock, upgrade
 from .store.repo import Repo
 from .tomlcheck import TomlError
@@ -40,6 +46,7 @@ from .tomlcheck import TomlError
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config.example.toml"
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_FAILED, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
+EXIT_ACTION, EXIT_NOTIFY = 6, 7
 STAFF_ANSWERS = {
     "login_done": "login completed (ログイン完了)",
     "url_unreachable": "URL cannot be reached (URLにアクセスできない)",
@@ -164,11 +171,26 @@ class _BarProgress(ScanProgress):
     show_default=True,
     help="Account name for --maildir/--mbox/--eml-dir.",
 )
+@click.option(
+    "--exit-code",
+    "exit_code",
+    is_flag=True,
+    help="Exit 6 and print the report (even with --quiet) when someone must act.",
+)
+@click.option(
+    "--notify/--no-notify",
+    "notify",
+    default=None,
+    help="Mail a summary of what changed ([notify] in the config; default: its notify key).",
+)
 @click.pass_obj
-def scan_command(ctx: Context, names, maildir, mbox, eml_dir, junk, name) -> None:
+def scan_command(
+    ctx: Context, names, maildir, mbox, eml_dir, junk, name, exit_code, notify
+) -> None:
     """Read the mailboxes (read-only) and store what the G-MIS mail says.
 
-    Exit 3 if some accounts failed, 4 if all did, 5 if another scan is running.
+    Exit 3 if some accounts failed, 4 if all did, 5 if another scan is running, 6 (with
+    --exit-code) if someone must act, 7 if the notification mail could not be sent.
     """
     local = [(k, p) for k, p in (("maildir", maildir), ("mbox", mbox), ("eml_dir", eml_dir)) if p]
     if len(local) > 1:
@@ -189,9 +211,35 @@ def scan_command(ctx: Context, names, maildir, mbox, eml_dir, junk, name) -> Non
         if not got:
             fail("another scan is running on this database; try again later", EXIT_LOCKED)
         outcome = _run_scan(ctx, config, rules, repo, accounts)
-        assess_all(config, rules, repo)
+        assessments = assess_all(config, rules, repo, cause="scan", scan_run=outcome.run_id)
+        notified = _notify_after_scan(config, rules, repo, assessments, notify)
     _print_outcome(ctx, outcome)
-    sys.exit({"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}[outcome.status])
+    action = needs_action(assessments, repo.history(scan_run=outcome.run_id))
+    if exit_code and action:
+        _print_table(report_doc.build(assessments, rules, repo.last_run()), None)
+    code = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}[outcome.status]
+    if code == EXIT_OK and not notified:
+        code = EXIT_NOTIFY
+    if code == EXIT_OK and exit_code and action:
+        code = EXIT_ACTION
+    sys.exit(code)
+
+
+def _notify_after_scan(config, rules, repo, assessments, wanted: bool | None) -> bool:
+    """Send the summary mail when asked; False (after one stderr line) when it failed."""
+    settings = config.notify
+    if wanted is None:
+        wanted = settings is not None and settings.enabled
+    if not wanted:
+        return True
+    if settings is None:
+        fail(f"{config.path or 'no config'}: --notify needs a [notify] table")
+    try:
+        notify.send_changes(settings, rules, repo, assessments, config.rules_dir)
+    except notify.NotifyError as exc:
+        click.echo(f"gmis-mailscan: notification not sent: {exc}", err=True)
+        return False
+    return True
 
 
 def _run_scan(ctx, config, rules, repo, accounts) -> ScanOutcome:
@@ -237,26 +285,47 @@ def _print_outcome(ctx: Context, outcome: ScanOutcome) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file instead of standard output.",
 )
+@click.option(
+    "--exit-code",
+    "exit_code",
+    is_flag=True,
+    help="Exit 6 when someone must act; with --quiet, print only then (a file is always written).",
+)
 @click.pass_obj
-def report_command(ctx: Context, fmt: str, output: Path | None) -> None:
+def report_command(ctx: Context, fmt: str, output: Path | None, exit_code: bool) -> None:
     """Per institution: state, remedy (対応方法), evidence, warnings and whom to call."""
     config = _config(ctx, required=False)
     rules, repo = _rules_and_repo(config)
-    doc = report_doc.build(assess_all(config, rules, repo), rules, repo.last_run())
+    assessments = assess_all(config, rules, repo)
+    last = repo.last_run()
+    doc = report_doc.build(assessments, rules, last)
+    action = exit_code and needs_action(
+        assessments, repo.history(scan_run=last["id"]) if last else []
+    )
+    if output or action or not (exit_code and ctx.quiet):
+        _print_report(doc, fmt, output)
+    sys.exit(EXIT_ACTION if action else EXIT_OK)
+
+
+def _print_report(doc: dict, fmt: str, output: Path | None) -> None:
     if fmt == "table":
-        console = Console(
-            file=output.open("w", encoding="utf-8") if output else None,
-            width=120 if output or not sys.stdout.isatty() else None,
-        )
-        for part in formats.to_terminal(doc):
-            # Text parts are not re-wrapped: Japanese has no spaces to break at.
-            console.print(part, soft_wrap=isinstance(part, str))
+        _print_table(doc, output)
         return
     text = {"json": formats.to_json, "csv": formats.to_csv, "html": formats.to_html}[fmt](doc)
     if output:
         output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     else:
         click.echo(text.rstrip("\n"))
+
+
+def _print_table(doc: dict, output: Path | None) -> None:
+    console = Console(
+        file=output.open("w", encoding="utf-8") if output else None,
+        width=120 if output or not sys.stdout.isatty() else None,
+    )
+    for part in formats.to_terminal(doc):
+        # Text parts are not re-wrapped: Japanese has no spaces to break at.
+        console.print(part, soft_wrap=isinstance(part, str))
 
 
 # mark ---------------------------------------------------------------------------------------
@@ -310,12 +379,90 @@ def mark_command(ctx: Context, account: str, answer: str | None, institution, no
     else:
         repo.add_answer(account, answer, institution, note)
         click.echo(f"{account}: recorded {STAFF_ANSWERS[answer]}")
-    for a in assess_all(config, rules, repo):
+    for a in assess_all(config, rules, repo, cause="mark"):
         if a.account == account:
             click.echo(
                 f"  {a.institution or '(unknown)'}: {a.decision.state} → "
                 f"{rules.paths[a.decision.path].label}"
             )
+
+
+# history ------------------------------------------------------------------------------------
+
+
+@main.command("history")
+@click.argument("account", required=False)
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Only changes at or after DATE (YYYY-MM-DD or ISO 8601; local time unless given).",
+)
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+)
+@click.option("--lang", type=click.Choice(("ja", "en")), default="ja", show_default=True)
+@click.pass_obj
+def history_command(ctx: Context, account: str | None, since, fmt: str, lang: str) -> None:
+    """Every change of an institution's state (oldest first), with its time and scan run."""
+    config = _config(ctx, required=False)
+    _, repo = _rules_and_repo(config)
+    changes = repo.history(account, since=_since(since) if since else None)
+    if fmt == "json":
+        click.echo(json.dumps([c.as_dict() for c in changes], ensure_ascii=False, indent=2))
+        return
+    for c in changes:
+        item = c.as_dict()
+        run = f"run {c.scan_run}" if c.scan_run else c.cause
+        click.echo(
+            f"{item['at']}  {c.account}  {c.institution or '-'}  "
+            f"{c.from_path or '-'} → {c.to_path or '-'}  ({run})  {item['reason'][lang]}"
+        )
+
+
+def _since(value: str) -> datetime:
+    """--since as naive UTC, the form the database keeps."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--since: expected a date like 2026-12-01 or 2026-12-01T09:00+09:00, got {value!r}")
+    return when.astimezone(UTC).replace(tzinfo=None)
+
+
+# notify -------------------------------------------------------------------------------------
+
+
+@main.command("notify")
+@click.option("--test", "test", is_flag=True, help="Send a test mail to check [notify].")
+@click.pass_obj
+def notify_command(ctx: Context, test: bool) -> None:
+    """Mail what changed since the last notification (no scan), or a test mail. Exit 7 if
+    the mail could not be sent."""
+    config = _config(ctx)
+    if config.notify is None:
+        fail(f"{config.path}: no [notify] table (see config.example.toml)")
+    rules, repo = _rules_and_repo(config)
+    try:
+        if test:
+            notify.send_test(config.notify, config.rules_dir)
+            sent = True
+        else:
+            with scan_lock(repo.engine, config.lock_timeout) as got:
+                if not got:
+                    fail("a scan is running on this database; try again later", EXIT_LOCKED)
+                assessments = assess_all(config, rules, repo)
+                sent = (
+                    notify.send_changes(config.notify, rules, repo, assessments, config.rules_dir)
+                    is not None
+                )
+    except notify.NotifyError as exc:
+        fail(f"notification not sent: {exc}", EXIT_NOTIFY)
+    if not ctx.quiet:
+        click.echo(f"mail sent to {', '.join(config.notify.to)}" if sent else "nothing new to tell")
 
 
 # classify -----------------------------------------------------------------------------------
