@@ -149,10 +149,10 @@ def compose(
 
 def _fields(item: Item, rules: Rules, t: dict) -> tuple[str, list[tuple[str, list[str]]]]:
     """(heading, [(label, [first line, further lines…])]) of one institution."""
-    title = f"{defang(item.institution or t['unknown'])}（{t['account']}: {defang(item.account)}）"
+    title = f"{_safe(item.institution or t['unknown'])}（{t['account']}: {_safe(item.account)}）"
     rows: list[tuple[str, list[str]]] = []
     if item.changes:
-        rows.append((t["changes"], [defang(c) for c in item.changes]))
+        rows.append((t["changes"], [_safe(c) for c in item.changes]))
     a = item.assessment
     if a is None:
         rows.append((t["state"], [t["gone"]]))
@@ -162,11 +162,11 @@ def _fields(item: Item, rules: Rules, t: dict) -> tuple[str, list[tuple[str, lis
     rows += [
         (t["state"], [rules.states.get(a.decision.state, a.decision.state)]),
         (t["remedy"], [remedy, *path.instructions]),
-        (t["login_id"], [defang(a.login_id or t["unknown"])]),
+        (t["login_id"], [_safe(a.login_id or t["unknown"])]),
         (t["contact"], [" ".join(p for p in (a.contact.name, a.contact.phone) if p)]),
     ]
     if a.warnings:
-        rows.append((t["warnings"], [defang(w) for w in a.warnings]))
+        rows.append((t["warnings"], [_safe(w) for w in a.warnings]))
     return title, rows
 
 
@@ -186,6 +186,11 @@ def defang(text: str) -> str:
     return _URL.sub(lambda m: f"{m[1]}xx{m[2][2:]}{m[3]}{m[4].replace('.', '[.]')}", text)
 
 
+def _safe(text: str) -> str:
+    """Text from mail or config as one defanged line: it cannot fake lines of the mail."""
+    return header_text(defang(text))
+
+
 def header_text(text: str) -> str:
     """One line for a header: control and format characters (CR, LF, …) become spaces."""
     cleaned = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in text)
@@ -195,7 +200,7 @@ def header_text(text: str) -> str:
 def _subject(settings: NotifySettings, base: str, names: list[str]) -> str:
     subject = f"{settings.subject_prefix} {base}".strip()
     if names:
-        first = header_text(defang(names[0]))
+        first = _safe(names[0])
         if len(first) > SUBJECT_NAME_LENGTH:
             first = first[:SUBJECT_NAME_LENGTH] + "…"
         more = (" ほか" if settings.lang == "ja" else " and others") if len(names) > 1 else ""
