@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import warnings
 from dataclasses import dataclass
@@ -463,6 +464,37 @@ def notify_command(ctx: Context, test: bool) -> None:
         fail(f"notification not sent: {exc}", EXIT_NOTIFY)
     if not ctx.quiet:
         click.echo(f"mail sent to {', '.join(config.notify.to)}" if sent else "nothing new to tell")
+
+
+# watch --------------------------------------------------------------------------------------
+
+
+@main.command("watch")
+@click.option(
+    "--notify/--no-notify",
+    "wanted",
+    default=None,
+    help="Mail a summary after each scan that changed something (default: [notify] notify).",
+)
+@click.pass_obj
+def watch_command(ctx: Context, wanted: bool | None) -> None:
+    """Scan as soon as new mail arrives (IMAP IDLE on INBOX and junk folders, polling where
+    that is not possible), and every account in full each [watch] full_scan_minutes.
+    Read-only, like scan. Runs until SIGTERM or SIGINT, finishing the scan in hand."""
+    from .watch import Watcher  # here: the other commands need no thread machinery
+
+    config = _config(ctx)
+    if not config.accounts:
+        fail(f"{config.path}: no [[accounts]] to watch")
+    if wanted and config.notify is None:
+        fail(f"{config.path}: --notify needs a [notify] table")
+    if wanted is None:
+        wanted = config.notify is not None and config.notify.enabled
+    rules, repo = _rules_and_repo(config)
+    watcher = Watcher(config, rules, repo, send_notifications=wanted)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: watcher.stop())
+    watcher.run()
 
 
 # classify -----------------------------------------------------------------------------------
