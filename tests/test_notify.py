@@ -9,12 +9,15 @@ nothing; a run while the server is down exits 7 and the next one sends the held 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import mailfactory
 import pytest
 from reliability import REPO_ROOT, cli, write_config
 from smtpserver import SmtpServer
+
+from gmis_mailscan.config import load_config
 
 MAIL = REPO_ROOT / "examples" / "mail"
 SMTP_PASSWORD = "s3cret-smtp-Pa55"
@@ -205,3 +208,19 @@ def test_plain_smtp_on_loopback_in_english(tmp_path):
         (msg,) = server.messages
         assert msg["Subject"] == "[G-MIS監視] G-MIS account mail: 1 need action - さくら病院"
         assert "Login ID: kgs-sakura01" in msg.get_body(("plain",)).get_content()
+
+
+def test_the_example_notify_table_is_valid(tmp_path):
+    text = (REPO_ROOT / "config.example.toml").read_text(encoding="utf-8")
+    block = text[text.index("# [notify]") : text.index("[watch]")]
+    (tmp_path / "smtp.password").write_text("x\n")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        re.sub(r"(?m)^# (?=[a-z_\[])", "", block).replace(
+            "/etc/gmis-mailscan/smtp.password", str(tmp_path / "smtp.password")
+        ),
+        encoding="utf-8",
+    )
+    notify = load_config(config).notify
+    assert notify is not None and notify.security == "starttls" and len(notify.to) == 2
+    assert notify.password is not None and notify.password.file == tmp_path / "smtp.password"
