@@ -132,7 +132,7 @@ def diff(
         changes.append(reason(code, login_id=new.login_id))
     new_warnings: list[str] = []
     if new is not None:
-        known = set() if old is None else old.suspicious
+        known: tuple[str, ...] | None = () if old is None else old.suspicious
         if known is not None:
             count = len(set(new.suspicious or ()) - set(known))
             if count:

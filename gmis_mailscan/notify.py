@@ -62,7 +62,9 @@ def send_changes(
     """Mail what changed since the last notified run (None: nothing to tell, nothing sent)."""
     up_to = repo.last_history_id()
     mark = repo.notified_up_to()
-    changes = None if mark is None else [c for c in repo.history(after_id=mark) if c.id <= up_to]
+    changes = (
+        None if mark is None else [c for c in repo.history(after_id=mark) if (c.id or 0) <= up_to]
+    )
     items = pending_items(assessments, changes, settings.lang)
     if not items:
         repo.set_notified(up_to, sent=False)

@@ -54,8 +54,8 @@ class Watch:
     def logged(self, text: str) -> int:
         return self.log.read_text(encoding="utf-8", errors="replace").count(text)
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout=30)
         finally:
@@ -122,3 +122,29 @@ def test_connections_cut_during_idle_are_reopened_and_mail_meanwhile_found(
         finally:
             code = watch.stop()
         assert code == 0, watch.log.read_text()
+
+
+def test_over_the_budget_is_polled_logins_renewed_and_sigint_stops(dovecot_server, tmp_path):
+    """connections = 1: INBOX is IDLEd on, 迷惑メール polled; the IDLE login is renewed."""
+    server = dovecot_server
+    user = server.new_user("watchpoll", junk_name="迷惑メール")
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    settings = WATCH + "connections = 1\npoll_seconds = 1\nrelogin_minutes = 0.02\n"
+    with SmtpServer() as smtp:
+        account = imap_account(server, user, tmp_path, server.imap_port, name="w3")
+        config = write_config(
+            tmp_path / "config.toml", url, [account], raw=_notify(smtp) + settings
+        )
+        watch = Watch(config, tmp_path / "watch.log")
+        try:
+            _wait_for(lambda: watch.logged("(IDLE)") >= 1, 60, "IDLE on INBOX")
+            assert watch.logged("polling every 1s (['迷惑メール'])") == 1
+            server.append(user, "迷惑メール", mailfactory.build("password_registration"))
+            _wait_for(lambda: _paths(url) == ["method2"], 30, "the junk mail found by polling")
+            _wait_for(lambda: watch.logged("waiting for new mail in INBOX (IDLE)") >= 3, 30,
+                      "the IDLE login renewed")  # fmt: skip
+        finally:
+            code = watch.stop(signal.SIGINT)
+        assert code == 0, watch.log.read_text()
+        assert watch.logged("waiting for new mail in 迷惑メール") == 0
+        assert "Traceback" not in watch.log.read_text()
