@@ -7,6 +7,10 @@ Exit codes (also in the README and `gmis-mailscan --help`):
   3  scan partly failed: some accounts could not be scanned, the others were
   4  scan failed: no account could be scanned
   5  another scan is running on the same database (cron overlap); nothing was done
+  6  with --exit-code: someone must act (an institution's path is not "none", or a
+     warning is new); the report is printed even with --quiet
+  7  the notification mail could not be sent (scan data kept; the next run sends it)
+  A scan's 3 or 4 wins over 7, and 7 over 6.
 """
 
 # The heavy parts (SQLAlchemy, the mail parsers, rich) are imported inside the commands that
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 from zoneinfo import ZoneInfo
@@ -54,6 +60,7 @@ if TYPE_CHECKING:
 EXAMPLE_CONFIG = data_path("config.example.toml")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_FAILED, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
+EXIT_ACTION, EXIT_NOTIFY = 6, 7
 STAFF_ANSWERS = {
     "login_done": "login completed (ログイン完了)",
     "url_unreachable": "URL cannot be reached (URLにアクセスできない)",
@@ -215,11 +222,26 @@ def _bar_progress(progress: Progress) -> ScanProgress:
     show_default=True,
     help="Account name for --maildir/--mbox/--eml-dir.",
 )
+@click.option(
+    "--exit-code",
+    "exit_code",
+    is_flag=True,
+    help="Exit 6 and print the report (even with --quiet) when someone must act.",
+)
+@click.option(
+    "--notify/--no-notify",
+    "notify",
+    default=None,
+    help="Mail a summary of what changed ([notify] in the config; default: its notify key).",
+)
 @click.pass_obj
-def scan_command(ctx: Context, names, maildir, mbox, eml_dir, junk, name) -> None:
+def scan_command(
+    ctx: Context, names, maildir, mbox, eml_dir, junk, name, exit_code, notify
+) -> None:
     """Read the mailboxes (read-only) and store what the G-MIS mail says.
 
-    Exit 3 if some accounts failed, 4 if all did, 5 if another scan is running.
+    Exit 3 if some accounts failed, 4 if all did, 5 if another scan is running, 6 (with
+    --exit-code) if someone must act, 7 if the notification mail could not be sent.
     """
     local = [(k, p) for k, p in (("maildir", maildir), ("mbox", mbox), ("eml_dir", eml_dir)) if p]
     if len(local) > 1:
@@ -235,7 +257,7 @@ def scan_command(ctx: Context, names, maildir, mbox, eml_dir, junk, name) -> Non
         accounts = [config.accounts_by_name[n] for n in names]
     if not accounts:
         fail(f"{config.path or 'no config'}: no [[accounts]] to scan")
-    from .status import assess_all
+    from .status import assess_all, needs_action
     from .store.db import scan_lock
 
     rules, repo = _rules_and_repo(config)
@@ -243,9 +265,39 @@ def scan_command(ctx: Context, names, maildir, mbox, eml_dir, junk, name) -> Non
         if not got:
             fail("another scan is running on this database; try again later", EXIT_LOCKED)
         outcome = _run_scan(ctx, config, rules, repo, accounts)
-        assess_all(config, rules, repo)
+        assessments = assess_all(config, rules, repo, cause="scan", scan_run=outcome.run_id)
+        notified = _notify_after_scan(config, rules, repo, assessments, notify)
     _print_outcome(ctx, outcome)
-    sys.exit({"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}[outcome.status])
+    action = needs_action(assessments, repo.history(scan_run=outcome.run_id))
+    if exit_code and action:
+        doc = report_doc.build(assessments, rules, repo.last_run(), config.rules_dir)
+        style = ReportStyle("table", _texts(config, None), _timezone(config))
+        _print_report(doc, style, None, config.rules_dir)
+    code = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}[outcome.status]
+    if code == EXIT_OK and not notified:
+        code = EXIT_NOTIFY
+    if code == EXIT_OK and exit_code and action:
+        code = EXIT_ACTION
+    sys.exit(code)
+
+
+def _notify_after_scan(config, rules, repo, assessments, wanted: bool | None) -> bool:
+    """Send the summary mail when asked; False (after one stderr line) when it failed."""
+    settings = config.notify
+    if wanted is None:
+        wanted = settings is not None and settings.enabled
+    if not wanted:
+        return True
+    if settings is None:
+        fail(f"{config.path or 'no config'}: --notify needs a [notify] table")
+    from . import notify
+
+    try:
+        notify.send_changes(settings, rules, repo, assessments, config.rules_dir)
+    except notify.NotifyError as exc:
+        click.echo(f"gmis-mailscan: notification not sent: {exc}", err=True)
+        return False
+    return True
 
 
 def _run_scan(ctx, config, rules, repo, accounts) -> ScanOutcome:
@@ -316,6 +368,12 @@ def _print_outcome(ctx: Context, outcome: ScanOutcome) -> None:
     type=click.Choice(csvfile.HEADERS),
     help="CSV column headers: ja, en (default: the --lang), or keys for scripts.",
 )
+@click.option(
+    "--exit-code",
+    "exit_code",
+    is_flag=True,
+    help="Exit 6 when someone must act; with --quiet, print only then (a file is always written).",
+)
 @click.pass_obj
 def report_command(
     ctx: Context,
@@ -326,39 +384,70 @@ def report_command(
     wide: bool,
     csv_encoding: str,
     csv_headers: str | None,
+    exit_code: bool,
 ) -> None:
     """Per institution: state, remedy (対応方法), evidence, warnings and whom to call."""
+    from .status import assess_all, needs_action
+
+    config = _config(ctx, required=False)
+    rules, repo = _rules_and_repo(config)
+    style = ReportStyle(
+        fmt, _texts(config, lang), _timezone(config), wide, csv_encoding, csv_headers
+    )
+    assessments = assess_all(config, rules, repo)
+    last = repo.last_run()
+    doc = report_doc.build(assessments, rules, last, config.rules_dir)
+    if only_action:
+        doc = report_doc.only_action(doc)
+    action = exit_code and needs_action(
+        assessments, repo.history(scan_run=last["id"]) if last else []
+    )
+    if output or action or not (exit_code and ctx.quiet):
+        _print_report(doc, style, output, config.rules_dir)
+    sys.exit(EXIT_ACTION if action else EXIT_OK)
+
+
+@dataclass(frozen=True)
+class ReportStyle:
+    """How `report` (and `scan --exit-code`) renders the document for people."""
+
+    fmt: str
+    texts: Texts
+    tz: tzinfo | None
+    wide: bool = False
+    csv_encoding: str = "utf-8-sig"
+    csv_headers: str | None = None
+
+
+def _timezone(config: Config) -> tzinfo | None:
+    return ZoneInfo(config.report_timezone) if config.report_timezone else None
+
+
+def _print_report(
+    doc: dict, style: ReportStyle, output: Path | None, rules_dir: Path | None
+) -> None:
     from rich.console import Console
 
     from .report import formats, terminal
     from .report.html import render_html
     from .report.view import build_view
-    from .status import assess_all
 
-    config = _config(ctx, required=False)
-    rules, repo = _rules_and_repo(config)
-    texts = _texts(config, lang)
-    doc = report_doc.build(
-        assess_all(config, rules, repo), rules, repo.last_run(), config.rules_dir
-    )
-    if only_action:
-        doc = report_doc.only_action(doc)
-    tz = ZoneInfo(config.report_timezone) if config.report_timezone else None
-    if fmt == "json":
+    if style.fmt == "json":
         _emit(formats.to_json(doc), output)
-    elif fmt == "html":
-        _emit(render_html(doc, texts.lang, tz, rules_dir=config.rules_dir), output)
-    elif fmt == "csv":
-        view = build_view(doc, texts, tz)
-        data = csvfile.to_csv(view, csv_headers or texts.lang, csv_encoding)
+        return
+    if style.fmt == "html":
+        _emit(render_html(doc, style.texts.lang, style.tz, rules_dir=rules_dir), output)
+        return
+    view = build_view(doc, style.texts, style.tz)
+    if style.fmt == "csv":
+        data = csvfile.to_csv(view, style.csv_headers or style.texts.lang, style.csv_encoding)
         if output:
             output.write_bytes(data)
         else:
             sys.stdout.flush()
             sys.stdout.buffer.write(data)
     elif output or not sys.stdout.isatty():
-        view = build_view(doc, texts, tz)
-        if not wide:  # cron mail, a pipe or a file: no box drawing
+        if not style.wide:  # cron mail, a pipe or a file: no box drawing
             _emit(terminal.to_plain(view), output)
             return
         console = Console(file=output.open("w", encoding="utf-8") if output else None, width=160)
@@ -366,8 +455,7 @@ def report_command(
             console.print(part, soft_wrap=True)
     else:
         console = Console()
-        view = build_view(doc, texts, tz)
-        for part in terminal.to_terminal(view, console.width, wide=wide):
+        for part in terminal.to_terminal(view, console.width, wide=style.wide):
             console.print(part, soft_wrap=True)  # already folded to the width
 
 
@@ -444,12 +532,125 @@ def mark_command(ctx: Context, account: str, institution, note, lang: str | None
     else:
         repo.add_answer(account, answer, institution, note)
         click.echo(f"{account}: recorded {STAFF_ANSWERS[answer]}")
-    for a in assess_all(config, rules, repo):
+    for a in assess_all(config, rules, repo, cause="mark"):
         if a.account == account:
             click.echo(
                 f"  {a.institution or '(unknown)'}: {a.decision.state} → "
                 f"{rules.paths[a.decision.path].label}"
             )
+
+
+# history ------------------------------------------------------------------------------------
+
+
+@main.command("history")
+@click.argument("account", required=False)
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Only changes at or after DATE (YYYY-MM-DD or ISO 8601; local time unless given).",
+)
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+)
+@click.option("--lang", type=click.Choice(("ja", "en")), default="ja", show_default=True)
+@click.pass_obj
+def history_command(ctx: Context, account: str | None, since, fmt: str, lang: str) -> None:
+    """Every change of an institution's state (oldest first), with its time and scan run."""
+    config = _config(ctx, required=False)
+    _, repo = _rules_and_repo(config)
+    changes = repo.history(account, since=_since(since) if since else None)
+    if fmt == "json":
+        click.echo(json.dumps([c.as_dict() for c in changes], ensure_ascii=False, indent=2))
+        return
+    for c in changes:
+        item = c.as_dict()
+        run = f"run {c.scan_run}" if c.scan_run else c.cause
+        click.echo(
+            f"{item['at']}  {c.account}  {c.institution or '-'}  "
+            f"{c.from_path or '-'} → {c.to_path or '-'}  ({run})  {item['reason'][lang]}"
+        )
+
+
+def _since(value: str) -> datetime:
+    """--since as naive UTC, the form the database keeps."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--since: expected a date like 2026-12-01 or 2026-12-01T09:00+09:00, got {value!r}")
+    return when.astimezone(UTC).replace(tzinfo=None)
+
+
+# notify -------------------------------------------------------------------------------------
+
+
+@main.command("notify")
+@click.option("--test", "test", is_flag=True, help="Send a test mail to check [notify].")
+@click.pass_obj
+def notify_command(ctx: Context, test: bool) -> None:
+    """Mail what changed since the last notification (no scan), or a test mail. Exit 7 if
+    the mail could not be sent."""
+    from . import notify
+    from .status import assess_all
+    from .store.db import scan_lock
+
+    config = _config(ctx)
+    if config.notify is None:
+        fail(f"{config.path}: no [notify] table (see config.example.toml)")
+    rules, repo = _rules_and_repo(config)
+    try:
+        if test:
+            notify.send_test(config.notify, config.rules_dir)
+            sent = True
+        else:
+            with scan_lock(repo.engine, config.lock_timeout) as got:
+                if not got:
+                    fail("a scan is running on this database; try again later", EXIT_LOCKED)
+                assessments = assess_all(config, rules, repo)
+                sent = (
+                    notify.send_changes(config.notify, rules, repo, assessments, config.rules_dir)
+                    is not None
+                )
+    except notify.NotifyError as exc:
+        fail(f"notification not sent: {exc}", EXIT_NOTIFY)
+    if not ctx.quiet:
+        click.echo(f"mail sent to {', '.join(config.notify.to)}" if sent else "nothing new to tell")
+
+
+# watch --------------------------------------------------------------------------------------
+
+
+@main.command("watch")
+@click.option(
+    "--notify/--no-notify",
+    "wanted",
+    default=None,
+    help="Mail a summary after each scan that changed something (default: [notify] notify).",
+)
+@click.pass_obj
+def watch_command(ctx: Context, wanted: bool | None) -> None:
+    """Scan as soon as new mail arrives (IMAP IDLE on INBOX and junk folders, polling where
+    that is not possible), and every account in full each [watch] full_scan_minutes.
+    Read-only, like scan. Runs until SIGTERM or SIGINT, finishing the scan in hand."""
+    from .watch import Watcher  # here: the other commands need no thread machinery
+
+    config = _config(ctx)
+    if not config.accounts:
+        fail(f"{config.path}: no [[accounts]] to watch")
+    if wanted and config.notify is None:
+        fail(f"{config.path}: --notify needs a [notify] table")
+    if wanted is None:
+        wanted = config.notify is not None and config.notify.enabled
+    rules, repo = _rules_and_repo(config)
+    watcher = Watcher(config, rules, repo, send_notifications=wanted)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: watcher.stop())
+    watcher.run()
 
 
 # classify -----------------------------------------------------------------------------------
