@@ -426,11 +426,12 @@ def doctor_command(ctx: Context, names: tuple[str, ...]) -> None:
         for folder in report["folders"]:
             click.echo(f"  folder {folder.name!r}: {folder.role}")
         quota = report["quota"]
-        usage = (
-            "unknown (no QUOTA)"
-            if quota is None
-            else (f"{quota.used_kib} KiB of {quota.limit_kib} KiB ({quota.ratio:.0%})")
-        )
+        usage = "unknown (no QUOTA)"
+        if quota is not None:
+            parts = [f"{quota.used_kib} KiB of {quota.limit_kib} KiB"] if quota.limit_kib else []
+            if quota.message_limit:
+                parts.append(f"{quota.messages} of {quota.message_limit} messages")
+            usage = f"{', '.join(parts)} ({quota.ratio:.0%})"
         click.echo(f"  mailbox usage: {usage}")
         if report["capabilities"]:
             click.echo(f"  capabilities: {' '.join(report['capabilities'])}")

@@ -312,6 +312,17 @@ def test_accounts_quota_and_last_scan(repo):
     assert (info.institution, info.address, info.last_error) == (None, "霧島市", None)
 
 
+@pytest.mark.parametrize(
+    "quota, ratio",
+    [(Quota(None, None, 96, 100), 0.96), (Quota(10, 1000, 45, 50), 0.9), (Quota(800, 1000), 0.8)],
+)
+def test_message_count_quota_round_trip(repo, quota, ratio):
+    """A MESSAGE limit alone or beside STORAGE: the fuller of the two is the usage."""
+    repo.set_quota("acc", quota)
+    [info] = repo.accounts()
+    assert info.quota == quota and info.quota.ratio == pytest.approx(ratio)
+
+
 # --- staff answers ------------------------------------------------------------------------
 
 

@@ -120,17 +120,21 @@ class ImapSource:
                 yield Folder(name, listed[name])
 
     def quota(self) -> Quota | None:
-        """Usage of the INBOX quota root's STORAGE resource, or None when unknown."""
+        """Usage of the INBOX quota root's STORAGE and MESSAGE resources, None when unknown.
+
+        A server may limit the message count alone (RFC 9208 MESSAGE) or beside the size.
+        """
         if not self.client.has_capability("QUOTA"):
             return None
         try:
             _, quotas = self.client.get_quota_root("INBOX")
         except (IMAPClientError, IndexError):  # e.g. Dovecot's "OK No quota" without a root
             return None
-        for q in quotas:
-            if q.resource.upper() == "STORAGE" and q.limit:
-                return Quota(int(q.usage), int(q.limit))
-        return None
+        limits = {q.resource.upper(): (int(q.usage), int(q.limit)) for q in quotas if q.limit}
+        storage, count = limits.get("STORAGE"), limits.get("MESSAGE")
+        if storage is None and count is None:
+            return None
+        return Quota(*(storage or (None, None)), *(count or (None, None)))
 
     def fetch(self, folder: Folder, state: FolderState) -> Iterator[Batch]:
         """The folder's new likely-G-MIS messages in batches, the IMAP side one step ahead.

@@ -108,6 +108,8 @@ class Repo:
             row = self._account(s, name)
             row.quota_used_kib = quota.used_kib if quota else None
             row.quota_limit_kib = quota.limit_kib if quota else None
+            row.quota_messages = quota.messages if quota else None
+            row.quota_message_limit = quota.message_limit if quota else None
             row.quota_checked_at = now()
 
     def finish_account(self, name: str, error: str | None) -> None:
@@ -534,9 +536,13 @@ def _scanned(row, present: bool = True) -> ScannedMessage:
 
 
 def _account_info(r: AccountRow) -> AccountInfo:
-    quota = None
-    if r.quota_limit_kib is not None and r.quota_used_kib is not None:
-        quota = Quota(r.quota_used_kib, r.quota_limit_kib)
+    storage = (r.quota_used_kib, r.quota_limit_kib)
+    count = (r.quota_messages, r.quota_message_limit)
+    if None in storage:
+        storage = (None, None)
+    if None in count:
+        count = (None, None)
+    quota = Quota(*storage, *count) if storage[0] is not None or count[0] is not None else None
     return AccountInfo(
         r.name, r.institution, r.address, quota, r.last_scan_at, r.last_error, r.quota_checked_at
     )
