@@ -190,8 +190,7 @@ def _forwarded(
     if raw.folder_role == "sent" and classified.type not in ACCOUNT_TYPES:
         return None
     login = classified.fields.get("login_id")
-    where = "sent from this mailbox" if raw.folder_role == "sent" else f"from {forward.forwarder}"
-    en = f"Forwarded copy ({forward.how}) {where}: {forward.inner.subject!r}"
+    en = f"Forwarded copy ({forward.how}) by {forward.forwarder}: {forward.inner.subject!r}"
     ja = f"転送されたコピー（{forward.forwarder}）: 「{forward.inner.subject}」"
     if login:
         en, ja = f"{en}, login ID {login}", f"{ja}、ログインID {login}"
@@ -284,6 +283,8 @@ def _scan_account(
             )
             changed |= folder_changed
             outcome.folders.append((folder.name, folder.role, fetched))
+        # Every folder was read: the mail of those gone from the list is gone from there.
+        changed |= repo.prune_folders(account.name, {name for name, _, _ in outcome.folders}) > 0
         outcome.quota_ratio = _quota_ratio(account.name, source, repo, changed, config)
     except Exception as exc:  # unreachable host, refused login, dropped connection, bad path
         outcome.error = describe_error(exc, account, config.timeout)

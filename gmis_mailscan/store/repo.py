@@ -266,6 +266,33 @@ class Repo:
                 loc.removed_at = now()
             return len(gone)
 
+    def prune_folders(self, account: str, scanned: set[str]) -> int:
+        """Mark removed the mail of every folder this scan did not read; forget their state.
+
+        A folder deleted or renamed on the server (or by a namespace change, INBOX.Junk →
+        Junk) is not listed any more: its mail is no longer where it was last seen. A message
+        that moved with a renamed folder is found there again, by Message-ID and content,
+        and keeps that one location; one found nowhere counts where it was last seen, with a
+        warning. A folder of the same name created later is scanned from its first UID.
+        """
+        with self._writing() as s:
+            acc = self._account(s, account)
+            gone = s.execute(
+                update(LocationRow)
+                .where(
+                    LocationRow.account_id == acc.id,
+                    LocationRow.folder.not_in(scanned),
+                    LocationRow.removed_at.is_(None),
+                )
+                .values(removed_at=now())
+            )
+            s.execute(
+                delete(FolderRow).where(
+                    FolderRow.account_id == acc.id, FolderRow.name.not_in(scanned)
+                )
+            )
+            return gone.rowcount or 0
+
     def messages(self, account: str) -> list[ScannedMessage]:
         """Every stored message of an account, once per folder that holds it now; a message
         no folder holds any more once, where it was last seen, with present=False."""
