@@ -256,3 +256,76 @@ def test_forward_beside_the_genuine_mail_is_no_warning(gmail, tmp_path):
     (item,) = report(tmp_path, gmail, user)
     assert (item["row"], item["path"]) == (4, "method2")  # the forward is not in INBOX's favour
     assert not item["warnings"]
+
+
+# 2. folders that disappear or change name ----------------------------------------------------
+
+
+def _imap(srv: DovecotServer, user, action: str, *args: str) -> None:
+    with srv.connect(user) as client:
+        getattr(client, action)(*args)
+
+
+def test_deleted_folder_mail_still_counts_with_a_warning(gmail, tmp_path):
+    user = gmail_user(gmail, "delfolder")
+    gmail.append(user, LABEL, mailfactory.build("password_registration"))
+    config = write_config(tmp_path, account_toml(gmail, user, tmp_path))
+    assert cli(config, "scan").returncode == 0
+    _imap(gmail, user, "delete_folder", LABEL)
+    assert cli(config, "scan").returncode == 0
+    (item,) = json.loads(cli(config, "report", "--format", "json").stdout)["institutions"]
+    assert item["path"] == "method4"  # received once: never "register again"
+    assert [(e["folder"], e["present"]) for e in item["evidence"]] == [(LABEL, False)]
+    assert any("no longer in the mailbox" in w for w in item["warnings"])
+
+
+def test_renamed_folder_keeps_one_location(gmail, tmp_path):
+    user = gmail_user(gmail, "renfolder")
+    gmail.append(user, LABEL, mailfactory.build("password_registration"))
+    gmail.append(user, LABEL, mailfactory.build("user_confirmation", institution="あおば病院"))
+    run = Run(write_config(tmp_path, account_toml(gmail, user, tmp_path)))
+    run.scan()
+    _imap(gmail, user, "rename_folder", LABEL, "G-MIS/2023年")
+    outcome = run.scan().accounts[0]
+    assert outcome.stored == 0 and run.repo.message_count() == 2
+    for assessment in run.assessments():
+        assert [(m.folder, m.present) for m in assessment.evidence] == [("G-MIS/2023年", True)]
+        assert not assessment.warnings
+
+
+def test_namespace_change_inbox_junk_to_junk_is_the_same_junk_mail(gmail, tmp_path):
+    """A server moving its folders out of INBOX (INBOX.Junk → Junk): each mail once, still junk."""
+    user = gmail.new_user("nschange", junk_name=None, folders=("INBOX/Junk",))
+    gmail.append(user, "INBOX/Junk", mailfactory.build("password_registration"))
+    run = Run(write_config(tmp_path, account_toml(gmail, user, tmp_path)))
+    run.scan()
+    (before,) = run.assessments()
+    assert [(m.folder, m.folder_role) for m in before.evidence] == [("INBOX/Junk", "junk")]
+    _imap(gmail, user, "rename_folder", "INBOX/Junk", "Junk")
+    run.scan()
+    (after,) = run.assessments()
+    assert [(m.folder, m.folder_role, m.present) for m in after.evidence] == [
+        ("Junk", "junk", True)
+    ]
+    assert after.decision.path == "method2" and not after.warnings
+
+
+def test_folder_deleted_then_recreated_with_the_mail_again(gmail, tmp_path):
+    """Recreated under the same name (a new UIDVALIDITY): scanned anew, the warning goes."""
+    user = gmail_user(gmail, "recreate")
+    pw = mailfactory.build("password_registration")
+    gmail.append(user, LABEL, pw)
+    run = Run(write_config(tmp_path, account_toml(gmail, user, tmp_path)))
+    run.scan()
+    _imap(gmail, user, "delete_folder", LABEL)
+    run.scan()
+    (gone,) = run.assessments()
+    assert [m.present for m in gone.evidence] == [False]
+    _imap(gmail, user, "create_folder", LABEL)
+    gmail.append(user, LABEL, mailfactory.build("unrelated"))
+    gmail.append(user, LABEL, pw)  # UID 2 of the new folder; UID 1 of the old one is gone
+    outcome = run.scan().accounts[0]
+    assert (outcome.fetched, outcome.stored) == (1, 0)
+    (back,) = run.assessments()
+    assert [(m.folder, m.uid, m.present) for m in back.evidence] == [(LABEL, 2, True)]
+    assert back.decision.path == "method4" and not back.warnings
