@@ -35,7 +35,7 @@ class Forward:
 
 def find_forward(parsed: ParsedMessage, raw: bytes, rules: Rules) -> Forward | None:
     """The forwarded original inside `parsed`, or None when it is not a forward."""
-    if not parsed.from_addresses or _claims_secretariat(parsed, rules):
+    if not parsed.from_addresses or claims_secretariat(parsed, rules):
         return None
     name, addr = parsed.from_addresses[0]
     forwarder = addr or name
@@ -52,7 +52,8 @@ def find_forward(parsed: ParsedMessage, raw: bytes, rules: Rules) -> Forward | N
     return None
 
 
-def _claims_secretariat(parsed: ParsedMessage, rules: Rules) -> bool:
+def claims_secretariat(parsed: ParsedMessage, rules: Rules) -> bool:
+    """Does the From (address or display name) claim to be the secretariat, truly or not?"""
     return any(
         needle in compact(f"{name} {addr}")
         for name, addr in parsed.from_addresses
@@ -70,7 +71,7 @@ def _attached(raw: bytes, rules: Rules) -> ParsedMessage | None:
             if part.get_content_type() != "message/rfc822" or not part.is_multipart():
                 continue
             inner = parse(part.get_payload(0).as_bytes())
-            if _claims_secretariat(inner, rules):
+            if claims_secretariat(inner, rules):
                 return inner
     except (UnparseableMessage, RecursionError, LookupError, ValueError, TypeError):
         return None  # a damaged attachment: the inline markers may still tell

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .classify import classify, is_candidate
 from .config import Account, Config
 from .decide import ACCOUNT_TYPES
-from .forwards import Forward, find_forward
+from .forwards import Forward, claims_secretariat, find_forward
 from .parse import UnparseableMessage, parse, parse_head
 from .records import FORWARDED, UNPARSEABLE, ParsedMessage, RawMessage, Reason, ScannedMessage
 from .rules import Rules
@@ -147,6 +147,8 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
             return _forwarded(base, parsed, forward, raw, rules, policy)
         if raw.folder_role == "sent":  # read for forwards only: the rest was not received
             return None
+        if raw.folder_role == "archive" and not claims_secretariat(parsed, rules):
+            return None  # also this mailbox's sent mail (Gmail): a reply is not a spoof
         classified = classify(parsed, rules)
         verdict = verify(parsed, raw.data, policy)
     except Exception as exc:  # a bug must cost one message, not the run

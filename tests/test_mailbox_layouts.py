@@ -198,7 +198,8 @@ def test_forward_found_only_in_gmail_sent_is_review_not_register(gmail, tmp_path
     reply = mailfactory.build(
         "password_registration", subject_prefix="RE: ", sender=FORWARDER, display_name="事務"
     )
-    gmail.append(user, SENT, reply)  # not a forward: Sent holds no evidence
+    for folder in (SENT, ALL):  # a reply, not a forward: neither evidence nor a spoof
+        gmail.append(user, folder, reply)
     gmail.append(user, DRAFTS, fwd)
     (item,) = report(tmp_path, gmail, user)
     assert (item["row"], item["state"], item["path"]) == (10, "forwarded_copy", "review")
