@@ -60,6 +60,12 @@ class ParsedMessage:
     links: tuple[Link, ...]
     authentication_results: tuple[str, ...]  # raw header values, top (newest) first
     defects: tuple[str, ...] = ()
+    bidi_urls: tuple[str, ...] = ()  # URLs with a bidirectional control in or beside them
+    # The HTML body as text when `text` is the text/plain one: fields the plain part lacks
+    # (a placeholder "HTMLメールを表示できません") are looked for here.
+    html_text: str = ""
+    # A spam filter's wrapper was removed: the original's bytes, which the rest is parsed from.
+    wrapped_original: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .classify import classify, is_candidate
 from .config import Account, Config
@@ -22,8 +23,10 @@ from .records import FORWARDED, UNPARSEABLE, ParsedMessage, RawMessage, Reason, 
 from .rules import Rules
 from .sources import Folder, Source, SourceError
 from .sources.local import LocalSource
-from .store.repo import Repo, now
 from .verify import VerifyPolicy, verify
+
+if TYPE_CHECKING:  # the store imports SQLAlchemy, which `classify` does not need
+    from .store.repo import Repo
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ def diagnose(
 
 def verify_policy(config: Config, rules: Rules) -> VerifyPolicy:
     return VerifyPolicy(
-        sender=config.sender,
+        sender=rules.sender,
         official_hosts=rules.official_hosts,
         authserv_ids=config.authserv_ids,
         check_dkim=config.dkim,
@@ -117,7 +120,7 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
     """
     try:
         head = parse_head(raw.data)
-        if head is not None and not is_candidate(head, rules):
+        if head is not None and not is_candidate(head, rules, body=False):
             return None
     except Exception:  # whatever is wrong with it, parse() below says so
         pass
@@ -313,6 +316,8 @@ def _quota_ratio(
     """
     info = repo.account(account)
     if not changed and info is not None and info.quota_checked_at is not None:
+        from .store.repo import now
+
         age = (now() - info.quota_checked_at).total_seconds()
         if 0 <= age < config.quota_max_age:
             return info.quota.ratio if info.quota else None

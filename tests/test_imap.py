@@ -318,7 +318,7 @@ def test_doctor_lists_folders_roles_quota_and_capabilities(server, tmp_path):
     user = server.new_user("doctor", quota_kib=2048, junk_name="迷惑メール")
     server.append(user, "INBOX", mailfactory.build("unrelated"))
     config = write_config(tmp_path, account_toml(server, user, tmp_path))
-    result = cli(config, "doctor")
+    result = cli(config, "doctor", "--lang", "en")
     assert result.returncode == 0, result.stderr
     assert "folder 'INBOX': inbox" in result.stdout
     assert "folder '迷惑メール': junk" in result.stdout

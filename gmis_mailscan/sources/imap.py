@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import logging
 import queue
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -115,7 +116,11 @@ class ImapSource:
         if wanted is not None:
             missing = [f for f in wanted if f not in listed and f != "INBOX"]
             if missing:
-                raise SourceError(f"folder {missing[0]!r} not found on the server")
+                raise SourceError(
+                    f"folder {missing[0]!r} not found on the server, which has: "
+                    f"{', '.join(sorted(listed, key=lambda n: (n != 'INBOX', n)))} "
+                    '(fix the account\'s folders, or remove it for "auto")'
+                )
             names = [n for n in wanted if n != "INBOX"]
         else:
             names = [n for n in listed if n not in skipped]
@@ -421,13 +426,7 @@ def _connect(settings: ImapSettings, timeout: float) -> IMAPClient:
         )
     context = ssl_context(settings) if settings.security != "plain" else None
     try:
-        client = IMAPClient(
-            settings.host,
-            port=settings.port,
-            ssl=settings.security == "tls",
-            ssl_context=context,
-            timeout=SocketTimeout(connect=timeout, read=timeout),
-        )
+        client = _open(settings, context, timeout)
         if settings.security == "starttls":
             client.starttls(context)
         return client
@@ -436,12 +435,76 @@ def _connect(settings: ImapSettings, timeout: float) -> IMAPClient:
             f"TLS certificate of {where} not trusted ({exc.verify_message}); "
             "give the server's CA in ca_file"
         ) from None
-    except (TimeoutError, ssl.SSLError, OSError) as exc:
+    except ssl.SSLError as exc:
+        if settings.security == "tls" and _answers_plain(settings):
+            raise SourceError(
+                f'port {settings.port} answered in plain text: use security = "starttls" '
+                'or port 993 with "tls"'
+            ) from None
+        raise SourceError(f"cannot connect to {where}: {exc}") from None
+    except (TimeoutError, OSError) as exc:
         raise SourceError(f"cannot connect to {where}: {exc}") from None
     except IMAPClientAbortError as exc:
         raise SourceError(f"connection to {where} lost before login: {exc}") from None
     except IMAPClientError as exc:
         raise SourceError(f"{where}: {exc}") from None
+
+
+#: Seconds to wait for a plain-text greeting before checking whether the port speaks TLS.
+GREETING_WAIT = 3.0
+
+
+def _open(settings: ImapSettings, context: ssl.SSLContext | None, timeout: float) -> IMAPClient:
+    """Connect and read the greeting. A TLS port greets nobody who does not start TLS, so a
+    starttls/plain client would wait the whole [scan] timeout and then say only "timed out":
+    after a short wait the port is asked for a TLS handshake, and the mismatch named."""
+    tls = settings.security == "tls"
+    wait = timeout if tls else min(timeout, GREETING_WAIT)
+    try:
+        return _client(settings, context, wait, timeout)
+    except TimeoutError:
+        if tls or wait >= timeout:
+            raise
+        if _speaks_tls(settings, wait):
+            raise SourceError(
+                f'port {settings.port} expects TLS at once: use security = "tls" '
+                'or port 143 with "starttls"'
+            ) from None
+        return _client(settings, context, timeout, timeout)  # a slow greeter after all
+
+
+def _client(
+    settings: ImapSettings, context: ssl.SSLContext | None, connect: float, read: float
+) -> IMAPClient:
+    return IMAPClient(
+        settings.host,
+        port=settings.port,
+        ssl=settings.security == "tls",
+        ssl_context=context,
+        timeout=SocketTimeout(connect=connect, read=read),
+    )
+
+
+def _speaks_tls(settings: ImapSettings, wait: float) -> bool:
+    """Whether the port completes a TLS handshake (certificate not checked: only asking)."""
+    probe = ssl.create_default_context()
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((settings.host, settings.port), timeout=wait) as raw:
+            with probe.wrap_socket(raw, server_hostname=settings.host):
+                return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def _answers_plain(settings: ImapSettings) -> bool:
+    """Whether the port greets in plain text (a TLS client sees only "wrong version")."""
+    try:
+        with socket.create_connection((settings.host, settings.port), timeout=GREETING_WAIT) as s:
+            return s.recv(16).startswith((b"* OK", b"* PREAUTH", b"* BYE"))
+    except OSError:
+        return False
 
 
 def _login(client: IMAPClient, settings: ImapSettings, timeout: float) -> None:
