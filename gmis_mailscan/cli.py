@@ -803,16 +803,19 @@ def doctor_command(ctx: Context, names: tuple[str, ...], lang: str | None) -> No
             role = t.group("roles").get(folder.role, folder.role) if t.lang != "en" else folder.role
             click.echo(f"  {t('doctor.folder')} {folder.name!r}: {role}")
         quota = report["quota"]
-        usage = (
-            t("doctor.no_quota")
-            if quota is None
-            else t(
-                "doctor.usage_value",
-                used=quota.used_kib,
-                limit=quota.limit_kib,
-                ratio=f"{quota.ratio:.0%}",
+        usage = t("doctor.no_quota")
+        if quota is not None:  # by size, else by count (MESSAGE); the ratio is the fuller one
+            ratio = f"{quota.ratio:.0%}"
+            usage = (
+                t("doctor.usage_value", used=quota.used_kib, limit=quota.limit_kib, ratio=ratio)
+                if quota.limit_kib
+                else t(
+                    "doctor.usage_messages",
+                    used=quota.messages,
+                    limit=quota.message_limit,
+                    ratio=ratio,
+                )
             )
-        )
         click.echo(f"  {t('doctor.usage')}: {usage}")
         if report["capabilities"]:
             click.echo(f"  {t('doctor.capabilities')}: {' '.join(report['capabilities'])}")

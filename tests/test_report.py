@@ -196,14 +196,14 @@ def test_alerts_carry_codes_and_both_texts(doc):
     assert "sender_lookalike" not in alert["ja"]  # people see texts, the code is beside them
     assert "Suspected phishing" in alert["en"] and "lookalike" in alert["en"]
     assert sakura["needs_action"] is True
-    assert items[("sakura", NASTY)]["needs_action"] is True  # a spoof in its mailbox
+    assert items[("sakura", NASTY)]["needs_action"] is False  # the spoof names さくら病院 only
     assert items[("empty", "みどり病院")]["needs_action"] is True  # register
 
 
 def test_only_action_keeps_institutions_that_need_something(doc, rules):
     done = report.build([_done_assessment(rules)], rules, None)
     assert report.only_action(done)["institutions"] == []
-    assert len(report.only_action(doc)["institutions"]) == 3
+    assert len(report.only_action(doc)["institutions"]) == 2
     assert view_of(done, only_action=True).cards == ()
 
 
@@ -220,7 +220,7 @@ def test_view_puts_suspected_phishing_first_then_action_then_done(assessments, r
     assert [c.number for c in cards] == list(range(1, len(cards) + 1))
     kinds = [0 if c.suspicious else 1 if c.path != "none" else 2 for c in cards]
     assert kinds == sorted(kinds) and kinds[-1] == 2 and kinds[0] == 0
-    assert cards[-1].institution == "かもいけ病院"
+    assert "かもいけ病院" in {c.institution for c in cards if c.path == "none"}
 
 
 def test_local_time_with_a_fixed_zone(doc):
@@ -427,7 +427,7 @@ def test_plain_layout_for_mail(doc):
     assert not set(text) & set("┌┐└┘│─┏┓┗┛┃━╭╮╰╯")
     assert max(columns(line) for line in text.splitlines()) <= 76
     assert all(not line.lstrip().startswith(("）", "、", "。")) for line in text.splitlines())
-    assert "なりすまし疑い 2件 / 対応が必要 1件 / 対応不要 0件" in text
+    assert "なりすまし疑い 1件 / 対応が必要 1件 / 対応不要 1件" in text  # spoof: さくら病院 only
     for card in view.cards:
         assert f"{card.number}. {card.institution}" in text
         assert card.label in text
@@ -467,6 +467,7 @@ def test_every_state_has_a_flowchart_path(rules):
                 "no_mail": "register",
                 "notice_only": "contact",
                 "suspicious_only": "review",
+                "forwarded_copy": "review",
             }[state]
         )
 
