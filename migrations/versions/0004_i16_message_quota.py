@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_i16"
-down_revision = "0003"
+down_revision = "0004_i14"
 branch_labels = None
 depends_on = None
 
