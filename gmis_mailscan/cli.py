@@ -478,7 +478,9 @@ def rescue_command(ctx: Context, names, all_accounts, to, dry_run, yes) -> None:
             _print_rescue(planned, dry_run=True)
             if not any(r.count("would_move") for r in planned):
                 sys.exit(_rescue_exit(planned))
-            click.confirm("Move these messages?", abort=True, err=True)
+            if not click.confirm("Move these messages?", err=True):
+                click.echo("nothing moved")
+                return
         results = rescue(config, rules, repo, accounts, to=to, dry_run=dry_run)
         _print_rescue(results, dry_run)
         if not dry_run:

@@ -26,10 +26,12 @@ from .config import Account, Config
 from .decide import ACCOUNT_TYPES
 from .records import RawMessage, ScannedMessage
 from .rules import Rules
-from .scan import describe_error, examine, open_source, verify_policy
-from .sources import imapwrite
+from .scan import describe_error, examine, verify_policy
+from .sources import SourceError, imapwrite
+from .sources.imap import ImapSource
 from .store.repo import Repo
 from .store.rescues import RescueLog, Target
+from .verify import VerifyPolicy
 
 FETCH_ITEMS = [b"RFC822.SIZE", b"FLAGS", b"BODY.PEEK[]"]
 
@@ -132,31 +134,27 @@ def _rescue_account(
     if not candidates:
         return
     if account.imap is None:
-        raise RuntimeError("rescue moves mail on IMAP accounts only; move the file by hand")
-    source = open_source(account, config, rules)
+        raise SourceError("rescue moves mail on IMAP accounts only; move the file by hand")
+    source = ImapSource(account, config, rules)
     try:
-        client: IMAPClient = source.client  # type: ignore[attr-defined]
+        client = source.client
         target = _target(client, source, result.to_folder)
         # 1. Copies already in the destination: left by an interrupted run, never made twice.
         client.select_folder(target.folder, readonly=True)
-        before = {c.uid: _copies(client, c.message) for c in candidates}
+        before = {c.message.sha256: _copies(client, c.message) for c in candidates}
         # 2. Re-check and move, folder by folder.
         policy = verify_policy(config, rules)
-        pending: list[tuple[_Candidate, int, str]] = []
+        mover = _Mover(client, log, account.name, target, result, dry_run, actor, rules, policy)
         for folder in dict.fromkeys(c.message.folder for c in candidates):
-            here = [c for c in candidates if c.message.folder == folder]
-            pending += _rescue_folder(
-                client, log, account.name, folder, here, before, target, result, dry_run,
-                actor, rules, policy,
-            )  # fmt: skip
-        # 3. Where each message is now: stored with the completed record.
-        if pending:
+            mover.folder([c for c in candidates if c.message.folder == folder], before)
+        # 3. Where each message is now, stored with the completed record.
+        if mover.pending:
             info = client.select_folder(target.folder, readonly=True)
             target = Target(target.folder, target.role, int(info[b"UIDVALIDITY"]))
-        for cand, rescue_id, status in pending:
+        for cand, rescue_id, status in mover.pending:
             copies = _copies(client, cand.message)
             if not copies:
-                raise RuntimeError(
+                raise SourceError(
                     f"{cand.message.folder} uid {cand.uid}: no copy found in {target.folder} "
                     "after the move; run `gmis-mailscan scan` and check both folders"
                 )
@@ -167,96 +165,131 @@ def _rescue_account(
         source.close()
 
 
-def _target(client: IMAPClient, source, name: str) -> Target:
+def _target(client: IMAPClient, source: ImapSource, name: str) -> Target:
     """The destination folder with its role; a junk folder or a missing one is refused."""
     roles = {f.name: f.role for f in source.folders()}
     role = "inbox" if name.upper() == "INBOX" else roles.get(name)
     if role is None:
         if not client.folder_exists(name):
-            raise RuntimeError(
+            raise SourceError(
                 f"folder {name!r} not found on the server: create it or name another with --to"
             )
         role = "other"
     if role == "junk":
-        raise RuntimeError(f"folder {name!r} is a junk folder: name a safe one with --to")
+        raise SourceError(f"folder {name!r} is a junk folder: name a safe one with --to")
     return Target(name, role, 0)
 
 
-def _rescue_folder(
-    client: IMAPClient,
-    log: RescueLog,
-    account: str,
-    folder: str,
-    candidates: list[_Candidate],
-    before: dict[int, list[int]],
-    target: Target,
-    result: AccountRescue,
-    dry_run: bool,
-    actor: str,
-    rules: Rules,
-    policy,
-) -> list[tuple[_Candidate, int, str]]:
-    """Re-check each candidate of one junk folder and move it; returns the moves to record."""
-    if dry_run:
-        info = client.select_folder(folder, readonly=True)
-    else:
-        info = imapwrite.open_for_writing(client, folder)
-    uidvalidity = int(info[b"UIDVALIDITY"])
-    keywords = imapwrite.keywords_allowed(info)
-    can_move = client.has_capability("MOVE")
-    uidplus = client.has_capability("UIDPLUS")
-    data = client.fetch([c.uid for c in candidates], FETCH_ITEMS)
-    pending = []
-    try:
-        for cand in candidates:
-            msg = cand.message
+class _Mover:
+    """Re-checks and moves the candidates of one account, one junk folder at a time."""
 
-            def say(action: str, detail: str, m: ScannedMessage = msg, uid: int = cand.uid):
-                result.outcomes.append(Outcome(folder, uid, m.subject, action, detail))
+    def __init__(
+        self,
+        client: IMAPClient,
+        log: RescueLog,
+        account: str,
+        target: Target,
+        result: AccountRescue,
+        dry_run: bool,
+        actor: str,
+        rules: Rules,
+        policy: VerifyPolicy,
+    ) -> None:
+        self.client, self.log, self.account, self.target = client, log, account, target
+        self.result, self.dry_run, self.actor = result, dry_run, actor
+        self.rules, self.policy = rules, policy
+        self.can_move = client.has_capability("MOVE")
+        self.uidplus = client.has_capability("UIDPLUS")
+        self.pending: list[tuple[_Candidate, int, str]] = []  # moves to record: id, status
+        self.copied: set[str] = set()  # SHA-256 of what this run put in the target
 
-            if cand.uidvalidity != uidvalidity:
-                say("refused", _changed_uidvalidity(folder))
-                continue
-            copies = before.get(cand.uid, [])
-            if cand.uid not in data or b"BODY[]" not in data[cand.uid]:
-                say(*_gone(log, account, msg, folder, uidvalidity, copies, target, dry_run))
-                continue
-            problem = _differs(msg, data[cand.uid], rules, policy, folder, cand.uid)
-            if problem:
-                say("refused", problem)
-                continue
-            if copies and not uidplus:
-                say("kept", f"already copied to {target.folder}; {_no_uidplus(folder)}")
-                continue
-            method = "move" if can_move and not copies else "copy+expunge" if uidplus else "copy"
-            if dry_run:
-                how = "finish an interrupted move" if copies else f"{method.upper()}"
-                say("would_move", f"would move to {target.folder} ({how})")
-                continue
-            rescue_id = log.start(
-                account, sha256=msg.sha256, message_id=msg.message_id, folder=folder,
-                uidvalidity=uidvalidity, uid=cand.uid, to_folder=target.folder, method=method,
-                who=actor,
-            )  # fmt: skip
-            if keywords:
-                imapwrite.mark_not_junk(client, cand.uid, tuple(data[cand.uid][b"FLAGS"]))
-            if copies:  # an earlier run copied it and was cut off: only the original goes
-                imapwrite.expunge_exactly(client, cand.uid)
-            elif method == "move":
-                imapwrite.move(client, cand.uid, target.folder)
-            else:
-                imapwrite.copy(client, cand.uid, target.folder)
-                if uidplus:
-                    imapwrite.expunge_exactly(client, cand.uid)
-            if uidplus or method == "move":
-                say("moved", f"moved to {target.folder} ({method.upper()})")
-                pending.append((cand, rescue_id, "moved"))
-            else:
-                say("copied", f"copied to {target.folder}; {_no_uidplus(folder)}")
-                pending.append((cand, rescue_id, "copied"))
-    finally:
-        imapwrite.leave_folder(client)
-    return pending
+    def folder(self, candidates: list[_Candidate], before: dict[str, list[int]]) -> None:
+        folder = candidates[0].message.folder
+        if self.dry_run:
+            info = self.client.select_folder(folder, readonly=True)
+        else:
+            info = imapwrite.open_for_writing(self.client, folder)
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        keywords = imapwrite.keywords_allowed(info)
+        data = self.client.fetch([c.uid for c in candidates], FETCH_ITEMS)
+        try:
+            for cand in candidates:
+                # The same mail in two junk folders: the second is the original of a copy.
+                sha256 = cand.message.sha256
+                copied = bool(before.get(sha256)) or sha256 in self.copied
+                self._one(cand, folder, uidvalidity, data.get(cand.uid, {}), keywords, copied)
+        finally:
+            imapwrite.leave_folder(self.client)
+
+    def _one(
+        self,
+        cand: _Candidate,
+        folder: str,
+        uidvalidity: int,
+        item: dict,
+        keywords: bool,
+        copied: bool,
+    ) -> None:
+        """Re-check one message and move it, or say why not. `copied`: a copy is in the
+        target already (an earlier run was cut off after COPY), so only the original goes."""
+        msg, uid, to = cand.message, cand.uid, self.target.folder
+
+        def say(action: str, detail: str) -> None:
+            self.result.outcomes.append(Outcome(folder, uid, msg.subject, action, detail))
+
+        if cand.uidvalidity != uidvalidity:
+            return say("refused", _changed_uidvalidity(folder))
+        if b"BODY[]" not in item:
+            return say(*self._gone(msg, folder, uidvalidity, copied))
+        problem = _differs(msg, item, self.rules, self.policy, folder, uid)
+        if problem:
+            return say("refused", problem)
+        if copied and not self.uidplus:
+            return say("kept", f"already copied to {to}; {_no_uidplus(folder)}")
+        if copied or not self.can_move:
+            method = "copy+expunge" if self.uidplus else "copy"
+        else:
+            method = "move"
+        if self.dry_run:
+            how = "a copy is there already; original by UID EXPUNGE" if copied else method.upper()
+            return say("would_move", f"would move to {to} ({how})")
+        rescue_id = self.log.start(
+            self.account, sha256=msg.sha256, message_id=msg.message_id, folder=folder,
+            uidvalidity=uidvalidity, uid=uid, to_folder=to, method=method, who=self.actor,
+        )  # fmt: skip
+        if keywords:
+            imapwrite.mark_not_junk(self.client, uid, tuple(item.get(b"FLAGS", ())))
+        if method == "move":
+            imapwrite.move(self.client, uid, to)
+        elif not copied:
+            imapwrite.copy(self.client, uid, to)
+        self.copied.add(msg.sha256)
+        if method == "copy":
+            say("copied", f"copied to {to}; {_no_uidplus(folder)}")
+            self.pending.append((cand, rescue_id, "copied"))
+            return None
+        if method == "copy+expunge":
+            imapwrite.expunge_exactly(self.client, uid)
+        how = "a copy was there already; original expunged by UID" if copied else method.upper()
+        say("moved", f"moved to {to} ({how})")
+        self.pending.append((cand, rescue_id, "moved"))
+        return None
+
+    def _gone(
+        self, msg: ScannedMessage, folder: str, uidvalidity: int, copied: bool
+    ) -> tuple[str, str]:
+        """The message left the junk folder since the scan: moved by an interrupted run (its
+        record is completed), by someone else, or deleted."""
+        to = self.target.folder
+        if not copied:
+            return "gone", f"no longer in {folder}; nothing moved (run `gmis-mailscan scan`)"
+        uid = msg.uid or 0
+        rescue_id = self.log.unfinished(self.account, msg.sha256, folder, uidvalidity, uid)
+        if rescue_id is None:
+            return "gone", f"no longer in {folder}, found in {to}: nothing to do"
+        if not self.dry_run:
+            self.pending.append((_Candidate(msg, uid, uidvalidity), rescue_id, "moved"))
+        return "gone", f"already in {to}: the interrupted move is recorded as done"
 
 
 def _changed_uidvalidity(folder: str) -> str:
@@ -273,33 +306,8 @@ def _no_uidplus(folder: str) -> str:
     )
 
 
-def _gone(
-    log: RescueLog,
-    account: str,
-    msg: ScannedMessage,
-    folder: str,
-    uidvalidity: int,
-    copies: list[int],
-    target: Target,
-    dry_run: bool,
-) -> tuple[str, str]:
-    """The message left the junk folder since the scan: moved by an interrupted run (its
-    record is completed), by someone else, or deleted."""
-    if not copies:
-        return (
-            "gone",
-            f"no longer in {folder}; nothing moved (run `gmis-mailscan scan` to see where it is)",
-        )
-    rescue_id = log.unfinished(account, msg.sha256, folder, uidvalidity, msg.uid or 0)
-    if rescue_id is None:
-        return "gone", f"no longer in {folder}, found in {target.folder}: nothing to do"
-    if not dry_run:
-        log.finish(rescue_id, target, max(copies), original_gone=True, status="moved")
-    return "gone", f"already in {target.folder}: the interrupted move is recorded as done"
-
-
 def _differs(
-    msg: ScannedMessage, item: dict, rules: Rules, policy, folder: str, uid: int
+    msg: ScannedMessage, item: dict, rules: Rules, policy: VerifyPolicy, folder: str, uid: int
 ) -> str | None:
     """Why the message on the server is not the one scanned (or is no longer trusted)."""
     body = bytes(item[b"BODY[]"])
@@ -324,22 +332,17 @@ def _differs(
 
 
 def _copies(client: IMAPClient, msg: ScannedMessage) -> list[int]:
-    """UIDs in the selected folder holding exactly these bytes (same SHA-256)."""
-    mid = msg.message_id
-    if mid and mid.isascii() and '"' not in mid and "\\" not in mid:
-        criteria: list = ["HEADER", "Message-ID", mid]
-    else:
-        criteria = ["LARGER", str(msg.size - 1), "SMALLER", str(msg.size + 1)]
-    hits = client.search(criteria)
+    """UIDs in the selected folder holding exactly these bytes (same SHA-256).
+
+    Searched by size, which the server keeps in its index (a header search would read every
+    message of a big INBOX); the few messages of that exact size are compared by hash.
+    """
+    hits = client.search(["LARGER", str(msg.size - 1), "SMALLER", str(msg.size + 1)])
     if not hits:
         return []
-    data = client.fetch(hits, [b"RFC822.SIZE"])
-    same_size = [u for u in hits if int(data.get(u, {}).get(b"RFC822.SIZE", -1)) == msg.size]
-    if not same_size:
-        return []
-    bodies = client.fetch(same_size, [b"BODY.PEEK[]"])
+    bodies = client.fetch(hits, [b"BODY.PEEK[]"])
     return sorted(
         u
-        for u in same_size
+        for u in hits
         if hashlib.sha256(bytes(bodies.get(u, {}).get(b"BODY[]", b""))).hexdigest() == msg.sha256
     )

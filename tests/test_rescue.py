@@ -10,6 +10,10 @@ and reads Dovecot's mail_log for every change the server made.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import mailfactory
 import pytest
 from dovecot import DovecotServer
@@ -262,6 +266,7 @@ def test_cut_between_copy_and_expunge_is_repaired_by_the_next_run(no_move_server
     result = cli(box.config, "rescue", "--all", "--yes")
 
     assert result.returncode == 0, result.stderr
+    assert "(a copy was there already; original expunged by UID)" in result.stdout
     after = box.snapshot()
     new_uid = _assert_only_genuine_left_junk(before, after, box, "copy+expunge")
     ((_, _, dst, dst_uid, _, status, _, finished),) = box.rescues()
@@ -294,3 +299,66 @@ def test_cut_after_move_is_recorded_by_the_next_run(dovecot_server, tmp_path):
     assert item["path"] == "method4"
     assert [e["folder"] for e in item["evidence"] if e["genuine"]] == ["INBOX"]
     assert not any("no longer in the mailbox" in w for w in item["warnings"])
+
+
+def test_on_a_terminal_it_asks_first(dovecot_server, tmp_path):
+    box = Mailbox(dovecot_server, tmp_path)
+    box.scan()
+    before = box.snapshot()
+    declined = _on_a_terminal(box.config, "n\n")
+    assert "would move to INBOX (MOVE)" in declined and "Move these messages?" in declined
+    assert "nothing moved" in declined
+    assert box.snapshot() == before
+    accepted = _on_a_terminal(box.config, "y\n")
+    assert "moved to INBOX (MOVE)" in accepted
+    assert [d for _, d in box.snapshot()["INBOX"].values()].count(GENUINE) == 1
+
+
+def _on_a_terminal(config, answer: str) -> str:
+    """`rescue --all` with a pseudo-terminal as stdin, `answer` typed ahead; its output."""
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gmis_mailscan", "--config", str(config), "rescue", "--all"],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        os.write(master, answer.encode())
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(slave)
+        os.close(master)
+    return out
+
+
+def test_same_mail_in_two_junk_folders_lands_once(dovecot_server, tmp_path):
+    """A filter filed the mail in 迷惑メール and in Spam: INBOX gets one copy, both go."""
+    server = dovecot_server
+    user = server.new_user("twojunk", junk_name="迷惑メール", folders=("Spam",))
+    first = server.append(user, "迷惑メール", GENUINE)
+    second = server.append(user, "Spam", GENUINE)
+    neighbour = server.append(user, "Spam", SPAM, flags=[b"\\Deleted"])
+    db = sqlite_url(tmp_path / "db.sqlite3")
+    config = write_config(
+        tmp_path / "config.toml", db, [imap_account(server, user, tmp_path, server.imap_port)]
+    )
+    assert run_scan(config).status == "ok"
+    assert rows(db, "SELECT COUNT(*) FROM messages") == [(1,)]
+
+    result = cli(config, "rescue", "--all", "--yes")
+
+    assert result.returncode == 0, result.stderr
+    assert f"迷惑メール uid {first}: moved to INBOX" in result.stdout
+    assert f"Spam uid {second}: moved to INBOX" in result.stdout
+    # The first is moved; the second is then the original of a copy, expunged by UID.
+    assert result.stdout.count("(MOVE)") == 1
+    assert result.stdout.count("(a copy was there already; original expunged by UID)") == 1
+    after = server.mailbox_snapshot(user)
+    assert [d for _, d in after["INBOX"].values()] == [GENUINE]
+    assert after["迷惑メール"] == {}
+    assert after["Spam"] == {neighbour: (frozenset({"\\Deleted"}), SPAM)}
+    (item,) = report(config)["institutions"]
+    assert item["path"] == "method4"
+    assert [e["folder"] for e in item["evidence"]] == ["INBOX"]
