@@ -76,6 +76,14 @@ class Mailbox:
         outcome = run_scan(self.config)  # in-process: the CLI's own start-up is tested elsewhere
         assert outcome.status == "ok", outcome.accounts[0].error
 
+    def rescue_cut_off(self, after: bytes) -> None:
+        """`rescue --all --yes` through a proxy that drops the connection after `after`."""
+        with TcpProxy(self.server.imap_port, cut_server_after=after) as proxy:
+            result = cli(self.config_for(proxy.port, "proxied"), "rescue", "--all", "--yes")
+        assert proxy.cuts == 1
+        assert result.returncode == 4, result.stdout + result.stderr
+        assert "connection to 127.0.0.1" in result.stderr and "lost" in result.stderr
+
     def snapshot(self):
         return self.server.mailbox_snapshot(self.user)
 
@@ -242,15 +250,10 @@ def test_destination_must_be_a_safe_existing_folder(dovecot_server, tmp_path):
 
 
 def test_cut_between_copy_and_expunge_is_repaired_by_the_next_run(no_move_server, tmp_path):
-    server = no_move_server
-    box = Mailbox(server, tmp_path)
+    box = Mailbox(no_move_server, tmp_path)
     box.scan()
     before = box.snapshot()
-    with TcpProxy(server.imap_port, cut_server_after=b"[COPYUID ") as proxy:
-        cut = cli(box.config_for(proxy.port, "proxied"), "rescue", "--all", "--yes")
-    assert proxy.cuts == 1
-    assert cut.returncode == 4
-    assert "connection to 127.0.0.1" in cut.stderr and "lost" in cut.stderr
+    box.rescue_cut_off(after=b"[COPYUID ")  # the server copied; its answer is lost
     middle = box.snapshot()  # copied, not yet expunged: in both folders, nothing lost
     assert [d for _, d in middle["INBOX"].values()].count(GENUINE) == 1
     assert middle["Junk"] == {
@@ -278,13 +281,10 @@ def test_cut_between_copy_and_expunge_is_repaired_by_the_next_run(no_move_server
 
 
 def test_cut_after_move_is_recorded_by_the_next_run(dovecot_server, tmp_path):
-    server = dovecot_server
-    box = Mailbox(server, tmp_path)
+    box = Mailbox(dovecot_server, tmp_path)
     box.scan()
     before = box.snapshot()
-    with TcpProxy(server.imap_port, cut_server_after=b"Move completed") as proxy:
-        cut = cli(box.config_for(proxy.port, "proxied"), "rescue", "--all", "--yes")
-    assert proxy.cuts == 1 and cut.returncode == 4
+    box.rescue_cut_off(after=b"Move completed")
     after = box.snapshot()  # MOVE is atomic: already in exactly one folder
     new_uid = _assert_only_genuine_left_junk(before, after, box, "move")
 
