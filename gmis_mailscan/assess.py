@@ -38,6 +38,7 @@ class AccountFacts:
         tuple[str | None, str], ...
     ]  # (institution or None for all, answer), oldest first
     scanned: bool = True
+    rescued: tuple[tuple[str, str, str], ...] = ()  # (sha256, from, to) of `rescue` moves
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Assessment:
     contact: Contact
     quota: Quota | None
     staff_answer: str | None
+    rescued: tuple[str, ...] = ()  # the `rescue` moves of its password mail still to act on
 
 
 def institution_of(msg: ScannedMessage) -> str | None:
@@ -165,6 +167,17 @@ def _assess(
         contact=find_contact(address, rules),
         quota=facts.quota,
         staff_answer=answer,
+        rescued=_rescued(facts, genuine) if decision.path == "method4" else (),
+    )
+
+
+def _rescued(facts: AccountFacts, genuine: list[ScannedMessage]) -> tuple[str, ...]:
+    """The moves out of junk that brought this institution from 対応方法2 to 対応方法4."""
+    here = {m.sha256 for m in genuine if m.present and m.folder_role != "junk"}
+    return tuple(
+        f"moved from {src} to {dst} by gmis-mailscan rescue"
+        for sha256, src, dst in facts.rescued
+        if sha256 in here
     )
 
 

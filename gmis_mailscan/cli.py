@@ -5,7 +5,8 @@ Exit codes (also in the README and `gmis-mailscan --help`):
   1  unexpected error (a bug: please report it with the output)
   2  bad usage, configuration or rules (the message names the file and the key)
   3  scan partly failed: some accounts could not be scanned, the others were
-  4  scan failed: no account could be scanned
+     (rescue: some messages were refused or some accounts failed)
+  4  scan failed: no account could be scanned (rescue: no account could be reached)
   5  another scan is running on the same database (cron overlap); nothing was done
   6  with --exit-code: someone must act (an institution's path is not "none", or a
      warning is new); the report is printed even with --quiet
@@ -821,3 +822,87 @@ def doctor_command(ctx: Context, names: tuple[str, ...], lang: str | None) -> No
             click.echo(f"  {t('doctor.capabilities')}: {' '.join(report['capabilities'])}")
     if failed:
         sys.exit(EXIT_FAILED if failed == len(accounts) else EXIT_PARTIAL)
+
+
+# rescue -------------------------------------------------------------------------------------
+
+
+@main.command("rescue")
+@click.argument("names", nargs=-1, metavar="[ACCOUNT]...")
+@click.option("--all", "all_accounts", is_flag=True, help="Every configured account.")
+@click.option("--to", "to", metavar="FOLDER", help="Move here instead of INBOX / rescue_folder.")
+@click.option("--dry-run", is_flag=True, help="List what would move; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Move without asking (needed without a terminal).")
+@click.pass_obj
+def rescue_command(ctx: Context, names, all_accounts, to, dry_run, yes) -> None:
+    """Move genuine G-MIS account mail out of junk folders (対応方法2 ①), exactly by UID.
+
+    The only command that changes a mailbox. Each message is re-checked on the server first;
+    suspicious mail never moves. Exit 3 if some messages or accounts were refused or failed,
+    4 if every account failed, 5 if a scan is running.
+    """
+    from .rescue import rescue  # only this command needs it
+    from .status import assess_all
+    from .store.db import scan_lock
+
+    config = _config(ctx)
+    if bool(names) == all_accounts:
+        fail("name the accounts to rescue, or give --all")
+    unknown = [n for n in names if n not in config.accounts_by_name]
+    if unknown:
+        fail(f"{config.path}: no account named {unknown[0]!r}")
+    accounts = (
+        list(config.accounts) if all_accounts else [config.accounts_by_name[n] for n in names]
+    )
+    if not dry_run and not yes and not sys.stdin.isatty():
+        fail("rescue moves mail: without a terminal to confirm, give --yes (or --dry-run)")
+    rules, repo = _rules_and_repo(config)
+    with scan_lock(repo.engine, config.lock_timeout) as got:
+        if not got:
+            fail("a scan is running on this database; try again later", EXIT_LOCKED)
+        if not dry_run and not yes:
+            planned = rescue(config, rules, repo, accounts, to=to, dry_run=True)
+            _print_rescue(planned, dry_run=True)
+            if not any(r.count("would_move") for r in planned):
+                sys.exit(_rescue_exit(planned))
+            if not click.confirm("Move these messages?", err=True):
+                click.echo("nothing moved")
+                return
+        results = rescue(config, rules, repo, accounts, to=to, dry_run=dry_run)
+        _print_rescue(results, dry_run)
+        if not dry_run:
+            moved = {r.name for r in results if r.count("moved") or r.count("copied")}
+            for a in assess_all(config, rules, repo):
+                if a.account in moved:
+                    label = rules.paths[a.decision.path].label
+                    click.echo(f"  {a.institution or '(unknown)'}: {a.decision.state} → {label}")
+    sys.exit(_rescue_exit(results))
+
+
+def _print_rescue(results, dry_run: bool) -> None:
+    for r in results:
+        for o in r.outcomes:
+            subject = f"  {o.subject}" if o.subject else ""
+            stream = o.action == "refused"
+            click.echo(f"{r.name}: {o.folder} uid {o.uid}: {o.detail}{subject}", err=stream)
+        if r.error:
+            click.echo(f"{r.name}: FAILED: {r.error}", err=True)
+        elif not r.outcomes:
+            click.echo(f"{r.name}: no G-MIS account mail in junk folders")
+    counts = {a: sum(r.count(a) for r in results) for a in ("would_move", "moved", "copied")}
+    refused = sum(r.count("refused") for r in results)
+    if dry_run:
+        click.echo(
+            f"dry run: {counts['would_move']} would move, {refused} refused; nothing changed"
+        )
+    else:
+        click.echo(f"rescue: {counts['moved']} moved, {counts['copied']} copied, {refused} refused")
+
+
+def _rescue_exit(results) -> int:
+    failed = sum(r.error is not None for r in results)
+    if results and failed == len(results):
+        return EXIT_FAILED
+    if failed or any(r.count("refused") for r in results):
+        return EXIT_PARTIAL
+    return EXIT_OK

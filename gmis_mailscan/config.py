@@ -58,6 +58,7 @@ class Account:
     junk_folders: tuple[str, ...] = ()
     institution: str | None = None
     address: str | None = None
+    rescue_folder: str | None = None  # where `rescue` moves mail out of junk (default INBOX)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,7 @@ def _account(t: Table, base: Path) -> Account:
         junk_folders=tuple(t.str_list("junk_folders", [])),
         institution=t.get("institution", str, None),
         address=t.get("address", str, None),
+        rescue_folder=t.get("rescue_folder", str, None),
     )
     t.done()
     return account

@@ -84,6 +84,7 @@ class Rules:
     directories: tuple[ContactDirectory, ...]
     fallback_contact: str
     helpdesk: Contact
+    rescued: tuple[str, ...] = ()  # remaining steps of 対応方法2 after `rescue` moved the mail
 
 
 def load_rules(rules_dir: Path | None = None) -> Rules:
@@ -133,11 +134,11 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
     )
     for t in (top, sender_table, candidate, subject, verify, folders, forwards, contacts):
         t.done()
-    states, paths = _flowchart(rules_dir / "flowchart.toml")
+    states, paths, rescued = _flowchart(rules_dir / "flowchart.toml")
     directories = tuple(
         _directory(path) for path in sorted((rules_dir / "contacts").glob("*.toml"))
     )
-    return Rules(**rules, states=states, paths=paths, directories=directories)
+    return Rules(**rules, states=states, paths=paths, directories=directories, rescued=rescued)
 
 
 def _known_fields(table: Table, key: str, names: set[str]) -> tuple[str, ...]:
@@ -204,7 +205,7 @@ def _type_rules(top: Table, field_names: set[str]) -> tuple[TypeRule, ...]:
     return tuple(types)
 
 
-def _flowchart(path: Path) -> tuple[dict[str, str], dict[str, PathText]]:
+def _flowchart(path: Path) -> tuple[dict[str, str], dict[str, PathText], tuple[str, ...]]:
     top = Table(load_toml(path), path)
     states_table = top.table("states")
     states = {name: states_table.get(name, str) for name in list(states_table.data)}
@@ -217,8 +218,11 @@ def _flowchart(path: Path) -> tuple[dict[str, str], dict[str, PathText]]:
         )
         p.done()
     paths_table.done()
+    rescued_table = top.table("rescued", {})
+    rescued = tuple(rescued_table.str_list("instructions", []))
+    rescued_table.done()
     top.done()
-    return states, paths
+    return states, paths, rescued
 
 
 def _directory(path: Path) -> ContactDirectory:

@@ -10,6 +10,7 @@ from .config import Config
 from .history import Change, diff, pair
 from .rules import Rules
 from .store.repo import InstitutionState, Repo
+from .store.rescues import RescueLog
 
 
 def assess_all(
@@ -40,6 +41,11 @@ def assess_all(
             last_error=info.last_error if info else None,
             answers=tuple((a.institution, a.answer) for a in repo.answers(name)),
             scanned=info is not None and info.last_scan_at is not None,
+            rescued=tuple(
+                (r.sha256, r.from_folder, r.to_folder)
+                for r in RescueLog(repo).rescues(name)
+                if r.status != "started"
+            ),
         )
         assessments = assess_account(facts, repo.messages(name), rules, config.quota_full_ratio)
         if save and info is not None:

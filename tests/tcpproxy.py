@@ -7,6 +7,8 @@ between the scanner and the real Dovecot and fails exactly where a test asks it 
 * ``cut_server=N`` forwards the first N bytes the server sends (counted over every
   connection through the proxy), then closes both sides;
 * ``cut_client=N`` does the same for bytes the client sends;
+* ``cut_server_after=b"..."`` forwards the server's bytes up to the end of the first
+  occurrence of that text (e.g. a command's reply), then cuts as ``cut_server`` does;
 * ``mode="hang"`` stops forwarding at the cut instead of closing: both sockets stay open,
   as with a half-open connection or a frozen server, so only the client's timeout helps;
 * ``pause()``/``resume()`` hold and release server bytes without losing any (a scanner
@@ -39,12 +41,14 @@ class TcpProxy:
         cut_client: int | None = None,
         mode: Mode = "close",
         upstream_host: str = "127.0.0.1",
+        cut_server_after: bytes | None = None,
     ) -> None:
         if upstream_host != "127.0.0.1":
             raise ValueError("the test proxy only talks to loopback")
         self.upstream = (upstream_host, upstream_port)
         self.cut = {"server": cut_server, "client": cut_client}
         self.mode = mode
+        self.cut_server_after = cut_server_after
         self.sent = {"server": 0, "client": 0}  # bytes forwarded in each direction
         self.server_stream = bytearray()
         self.connections = 0
@@ -158,6 +162,8 @@ class TcpProxy:
                 if self._stopped.is_set():
                     break
             with self._lock:
+                if direction == "server":
+                    self._place_pattern_cut(data)
                 limit = self.cut[direction]
                 room = len(data) if limit is None else max(0, limit - self.sent[direction])
                 part = data[:room]
@@ -181,6 +187,16 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             _close(sock)
+
+    def _place_pattern_cut(self, data: bytes) -> None:
+        """Turn cut_server_after into a byte count once the text shows up (under _lock)."""
+        pattern = self.cut_server_after
+        if not pattern or self.cut["server"] is not None:
+            return
+        tail = bytes(self.server_stream[max(0, len(self.server_stream) - len(pattern) + 1) :])
+        at = (tail + data).find(pattern)
+        if at >= 0:
+            self.cut["server"] = self.sent["server"] - len(tail) + at + len(pattern)
 
 
 def _close(sock: socket.socket) -> None:

@@ -168,3 +168,31 @@ class NotifyStateRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     last_history_id: Mapped[int]
     sent_at: Mapped[datetime | None]
+
+
+class RescueRow(Base):
+    """One message `rescue` moved (or is moving) out of a junk folder (migration 0004_i12).
+
+    Written with status "started" before the first IMAP write and completed afterwards
+    ("moved"; "copied" when the server has no UIDPLUS and the original stays), so a run
+    cut off in the middle is seen and finished by the next one.
+    """
+
+    __tablename__ = "rescues"
+    __table_args__ = (Index("ix_rescues_account", "account_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    message_pk: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(Text)
+    who: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    from_folder: Mapped[str] = mapped_column(Text)
+    from_uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    from_uid: Mapped[int] = mapped_column(BigInteger)
+    to_folder: Mapped[str] = mapped_column(Text)
+    to_uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    to_uid: Mapped[int | None] = mapped_column(BigInteger)
+    method: Mapped[str] = mapped_column(String(16))  # move | copy+expunge | copy
+    status: Mapped[str] = mapped_column(String(16))  # started | moved | copied
