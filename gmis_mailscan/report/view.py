@@ -46,7 +46,6 @@ class EvidenceLine:
 
 @dataclass(frozen=True)
 class Step:
-    node: str
     question: str
     answer: str
 
@@ -288,7 +287,6 @@ def _steps(state: str, texts: Texts) -> tuple[Step, ...]:
     ids = diagram.paths.get(state, ())
     return tuple(
         Step(
-            a,
             _words(diagram.nodes[a].lines[texts.lang], texts),
             diagram.edges[(a, b)].labels[texts.lang],
         )
