@@ -46,8 +46,8 @@ def render_html(
     only_action: bool = False,
     rules_dir: Path | None = None,
 ) -> str:
-    """The report document (report.build) as an HTML page in `lang`, times in `tz`
-    (None: this machine's zone)."""
+    """The report document (as report.build makes it) as an HTML page in `lang`, times in
+    `tz` (None: this machine's zone); `only_action` leaves out institutions with nothing to do."""
     texts = load_texts(lang, rules_dir)
     view = build_view(doc, texts, tz, only_action)
     from markupsafe import Markup
