@@ -16,9 +16,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
-
 from .flowchart import layout
 from .texts import load_texts
 from .view import Card, build_view
@@ -27,7 +24,10 @@ _PHONE = re.compile(r"^\+?[0-9][0-9()\- ]{4,}$")
 
 
 @lru_cache(maxsize=1)
-def _environment() -> tuple[Environment, str]:
+def _environment() -> tuple[Any, str]:
+    """The template engine, imported only when a page is made (it costs every command's start)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
     env = Environment(
         loader=PackageLoader("gmis_mailscan.report", "templates"),
         autoescape=True,
@@ -46,10 +46,12 @@ def render_html(
     only_action: bool = False,
     rules_dir: Path | None = None,
 ) -> str:
-    """The report document (report.build) as an HTML page in `lang`, times in `tz`
-    (None: this machine's zone)."""
+    """The report document (as report.build makes it) as an HTML page in `lang`, times in
+    `tz` (None: this machine's zone); `only_action` leaves out institutions with nothing to do."""
     texts = load_texts(lang, rules_dir)
     view = build_view(doc, texts, tz, only_action)
+    from markupsafe import Markup
+
     env, css = _environment()
     digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
     policy = (

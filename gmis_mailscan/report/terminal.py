@@ -82,8 +82,11 @@ def _cell(card: Card, key: str, view: View) -> str:
     none = view.texts("none_value")
     if key == "number":
         return str(card.number)
-    if key == "contact":
-        return "\n".join(filter(None, (card.contact_name, card.contact_phone)))
+    if key == "contact":  # 姶良保健所 / （指導監査係） / 0995-44-7963
+        name = card.contact_name.replace("（", "\n（")
+        return "\n".join(filter(None, (name, card.contact_phone)))
+    if key == "label" and card.suspicious and card.path != "review":
+        return f"{card.label}\n⚠ {view.texts('count_suspicious')}"
     if key == "evidence":
         return "\n".join(f"{e.folder} ({e.role}): {e.verdict}" for e in card.evidence) or none
     if key == "warnings":
@@ -97,8 +100,8 @@ def _columns(view: View, wide: bool) -> list[_Column]:
         _Column("number", "No.", 3, 0, True),
         _Column("institution", t("csv.institution"), 10, 3, False),
         _Column("login_id", t("login_id"), 8, 0, True),
-        _Column("label", t("action"), 10, 2, False),
-        _Column("contact", t("contact"), 12, 2, False),
+        _Column("label", t("action"), 16, 2, False),
+        _Column("contact", t("contact"), 14, 2, False),
     ]
     if wide:
         cols[2:2] = [_Column("account", t("account"), 8, 1, False)]
@@ -135,7 +138,7 @@ def to_terminal(view: View, width: int = 80, wide: bool = False) -> list[Rendera
     """A rich table fitting `width` columns, then each institution's details."""
     cols = _columns(view, wide)
     sizes = _widths(view, cols, width)
-    table = Table(title=view.texts("title"), box=box.SQUARE, show_lines=True, expand=False)
+    table = Table(box=box.SQUARE, show_lines=True, expand=False)
     for col, size in zip(cols, sizes, strict=True):
         table.add_column(col.header, width=size, no_wrap=True, overflow="ignore")
     for card in view.cards:
@@ -143,10 +146,12 @@ def to_terminal(view: View, width: int = 80, wide: bool = False) -> list[Rendera
         for col, size in zip(cols, sizes, strict=True):
             value = _cell(card, col.key, view)
             lines = [part for line in value.split("\n") for part in fold(line, size)]
-            style = _tone(card) if col.key == "label" else ""
-            cells.append(Text("\n".join(lines), style=style))
+            cell = Text("\n".join(lines), style=_tone(card) if col.key == "label" else "")
+            cell.highlight_words([f"⚠ {view.texts('count_suspicious')}"], "bold red")
+            cells.append(cell)
         table.add_row(*cells)
-    return [_header(view), table, *(_details(view, c, width) for c in view.cards), _footer(view)]
+    details = [Text("\n").append_text(_details(view, c, width)) for c in view.cards]
+    return [_header(view), table, *details, Text("\n").append_text(_footer(view))]
 
 
 def to_plain(view: View, width: int = 76) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
-from .texts import LANGS, Texts, load_texts
+from .texts import LANGS, SEVERITIES, Texts, load_texts
 
 _ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
@@ -46,7 +47,6 @@ class EvidenceLine:
 
 @dataclass(frozen=True)
 class Step:
-    node: str
     question: str
     answer: str
 
@@ -120,42 +120,30 @@ def alerts(item: dict[str, Any], texts: dict[str, Texts]) -> list[dict[str, str]
         for e in item["evidence"]
         for w in e["warnings"]
     }
-    any_texts = texts[LANGS[0]]
-    out = []
-    for warning in item["warnings"]:
-        if warning in mail_warnings:
-            folder, w = mail_warnings[warning]
-            out.append(
-                {
-                    "code": w["code"],
-                    "severity": "warning",
-                    **{
-                        lang: t("mail_warning", folder=clean(folder), text=w[lang])
-                        for lang, t in texts.items()
-                    },
-                }
-            )
-            continue
-        for rule in any_texts.alerts:
-            match = rule.pattern.match(warning)
-            if match:
-                out.append(
-                    {
-                        "code": rule.code,
-                        "severity": rule.severity,
-                        **{
-                            lang: rule.texts[lang].format(**_fill(match.groupdict(), t, reasons))
-                            for lang, t in texts.items()
-                        },
-                    }
-                )
-                break
-        else:
-            out.append({"code": "other", "severity": "warning", **{k: warning for k in texts}})
-    return out
+    return [_alert(w, mail_warnings, reasons, texts) for w in item["warnings"]]
 
 
-def all_texts(rules_dir: Any = None) -> dict[str, Texts]:
+def _alert(
+    warning: str,
+    mail_warnings: dict[str, tuple[str, dict[str, str]]],
+    reasons: dict[str, dict[str, str]],
+    texts: dict[str, Texts],
+) -> dict[str, str]:
+    if warning in mail_warnings:  # a genuine mail's own warning, e.g. a failed SPF check
+        folder, w = mail_warnings[warning]
+        said = {k: t("mail_warning", folder=clean(folder), text=w[k]) for k, t in texts.items()}
+        return {"code": w["code"], "severity": "warning", **said}
+    for rule in texts[LANGS[0]].alerts:
+        match = rule.pattern.match(warning)
+        if match:
+            groups = match.groupdict()
+            said = {k: rule.texts[k].format(**_fill(groups, t, reasons)) for k, t in texts.items()}
+            return {"code": rule.code, "severity": rule.severity, **said}
+    # A warning no [[alerts]] pattern knows: shown as written.
+    return {"code": "other", "severity": "warning", **{k: clean(warning) for k in texts}}
+
+
+def all_texts(rules_dir: Path | None = None) -> dict[str, Texts]:
     return {lang: load_texts(lang, rules_dir) for lang in LANGS}
 
 
@@ -209,14 +197,9 @@ def _group(card: Card) -> int:
 
 def _card(number: int, item: dict[str, Any], texts: Texts, tz: tzinfo | None) -> Card:
     path_text = _path_text(item, texts)
-    item_alerts = item.get("alerts")
-    if item_alerts is None:
-        item_alerts = alerts(item, {texts.lang: texts})
     card_alerts = tuple(
-        Alert(a["code"], a["severity"], a[texts.lang])
-        for a in sorted(
-            item_alerts, key=lambda a: ("danger", "warning", "info").index(a["severity"])
-        )
+        Alert(a["code"], a["severity"], clean(a[texts.lang]))
+        for a in sorted(item["alerts"], key=lambda a: SEVERITIES.index(a["severity"]))
     )
     suspicious = item["path"] == "review" or any(a.severity == "danger" for a in card_alerts)
     contact = item["contact"]
@@ -241,7 +224,7 @@ def _card(number: int, item: dict[str, Any], texts: Texts, tz: tzinfo | None) ->
         remedy=_remedy(item, texts, path_text["label"]),
         mailbox_usage=_usage(item.get("mailbox_usage"), texts),
         suspicious=suspicious,
-        needs_action=item["path"] != "none" or suspicious,
+        needs_action=item["needs_action"],
     )
 
 
@@ -288,7 +271,6 @@ def _steps(state: str, texts: Texts) -> tuple[Step, ...]:
     ids = diagram.paths.get(state, ())
     return tuple(
         Step(
-            a,
             _words(diagram.nodes[a].lines[texts.lang], texts),
             diagram.edges[(a, b)].labels[texts.lang],
         )

@@ -100,7 +100,7 @@ class ImapSource:
     # Source protocol ------------------------------------------------------------------------
 
     def folders(self) -> Iterator[Folder]:
-        """INBOX, then every other folder but sent/drafts ("auto") or the configured ones.
+        """INBOX, then every other folder but drafts ("auto") or the configured ones.
 
         A password mail a filter moved to another folder (or staff to Trash) was still received.
         INBOX always exists (RFC 3501), so it is handed out before the folder list is asked
