@@ -15,7 +15,7 @@ from .tomlcheck import Table, TomlError, load_toml
 
 ENV_CONFIG = "GMIS_MAILSCAN_CONFIG"
 DEFAULT_CONFIG = Path("config.toml")
-LOCAL_KINDS = ("maildir", "mbox", "eml_dir")
+LOCAL_KINDS = ("maildir", "mbox", "eml_dir", "msg_dir")
 SECURITY = ("tls", "starttls", "plain")
 
 
@@ -43,9 +43,9 @@ class ImapSettings:
 
 @dataclass(frozen=True)
 class LocalSettings:
-    kind: str  # maildir | mbox | eml_dir
+    kind: str  # maildir | mbox | eml_dir | msg_dir (Outlook .msg files)
     path: Path
-    junk_paths: tuple[Path, ...] = ()  # mbox files / eml folders that are junk
+    junk_paths: tuple[Path, ...] = ()  # mbox files / .eml or .msg folders that are junk
 
 
 @dataclass(frozen=True)
