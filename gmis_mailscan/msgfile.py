@@ -54,6 +54,7 @@ def msg_to_mime(data: bytes) -> bytes:
     """The message in an Outlook .msg file as RFC 822 bytes; UnreadableMsg when it is none."""
     import extract_msg  # here: loading it costs start-up time that .eml-only runs do not need
     from extract_msg.exceptions import ExMsgBaseException
+    from extract_msg.msg_classes import MessageBase
 
     from .parse import decode_bytes  # parse imports this module: imported when needed
 
@@ -79,7 +80,7 @@ def msg_to_mime(data: bytes) -> bytes:
             f"Outlook .msg file not readable: {type(exc).__name__}: {exc}"
         ) from None
     try:
-        if not hasattr(msg, "htmlBody"):
+        if not isinstance(msg, MessageBase):
             raise UnreadableMsg(f"Outlook .msg file holds no mail message ({msg.classType})")
         headers = _headers(msg)
         plain = msg.body or ""

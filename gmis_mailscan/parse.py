@@ -153,9 +153,10 @@ def _wrapped_original(msg: Message) -> bytes | None:
     inner = [
         p for p in parts if isinstance(p, Message) and p.get_content_type() == "message/rfc822"
     ]
-    if len(inner) != 1 or not isinstance(inner[0].get_payload(), list):
+    original = inner[0].get_payload() if len(inner) == 1 else None
+    if not isinstance(original, list) or not original or not isinstance(original[0], Message):
         return None
-    return inner[0].get_payload()[0].as_bytes(policy=email.policy.compat32)
+    return original[0].as_bytes(policy=email.policy.compat32)
 
 
 def parse_head(raw: bytes) -> ParsedMessage | None:
