@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-FolderRole = Literal["inbox", "junk", "other"]
+#: "archive" (\\All) and "sent" are read by the scan; the report shows both as "other" (SPEC §7).
+FolderRole = Literal["inbox", "junk", "other", "archive", "sent"]
 
 #: Message types known to the decision table; rules may add more, which count as "other".
 PASSWORD_REGISTRATION = "password_registration"
@@ -20,6 +21,8 @@ USER_CONFIRMATION = "user_confirmation"
 ACCOUNT_NOTICE = "account_notice"
 OTHER_GMIS = "other_gmis"
 UNPARSEABLE = "unparseable"
+#: Reason code of a forwarded copy (forwards.py): never evidence, reported for review.
+FORWARDED = "forwarded_copy"
 
 
 @dataclass(frozen=True)

@@ -49,10 +49,12 @@ class TcpProxy:
         self.server_stream = bytearray()
         self.connections = 0
         self.cuts = 0  # how many times a cut was applied
+        self.refused = 0  # connections closed at once while held (drop(hold=True))
         self._lock = threading.Lock()
         self._running = threading.Event()  # cleared by pause()
         self._running.set()
         self._stopped = threading.Event()
+        self._holding = threading.Event()  # set by drop(hold=True)
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._listener = socket.create_server((self.host, 0))
@@ -96,6 +98,21 @@ class TcpProxy:
     def resume(self) -> None:
         self._running.set()
 
+    def drop(self, hold: bool = False) -> None:
+        """Cut every open connection, as a server restart does; with `hold`, also refuse
+        new ones (closed at once) until release()."""
+        if hold:
+            self._holding.set()
+        with self._lock:
+            sockets, self._sockets = list(self._sockets), []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            _close(sock)
+
+    def release(self) -> None:
+        self._holding.clear()
+
     # internals ------------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
@@ -106,6 +123,10 @@ class TcpProxy:
                 continue
             except OSError:
                 return
+            if self._holding.is_set():
+                self.refused += 1
+                _close(client)
+                continue
             try:
                 server = socket.create_connection(self.upstream, timeout=10)
             except OSError:
