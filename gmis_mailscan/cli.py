@@ -211,17 +211,22 @@ def _bar_progress(progress: Progress) -> ScanProgress:
     help="Scan this folder of .eml files instead of the configured accounts.",
 )
 @click.option(
+    "--msg-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Scan this folder of Outlook .msg files instead of the configured accounts.",
+)
+@click.option(
     "--junk",
     "junk",
     multiple=True,
     type=click.Path(exists=True, path_type=Path),
-    help="With --mbox/--eml-dir: an mbox file or .eml folder that is a junk folder.",
+    help="With --mbox/--eml-dir/--msg-dir: an mbox file or a .eml/.msg folder that is junk.",
 )
 @click.option(
     "--name",
     default="local",
     show_default=True,
-    help="Account name for --maildir/--mbox/--eml-dir.",
+    help="Account name for --maildir/--mbox/--eml-dir/--msg-dir.",
 )
 @click.option(
     "--exit-code",
@@ -237,16 +242,17 @@ def _bar_progress(progress: Progress) -> ScanProgress:
 )
 @click.pass_obj
 def scan_command(
-    ctx: Context, names, maildir, mbox, eml_dir, junk, name, exit_code, notify
+    ctx: Context, names, maildir, mbox, eml_dir, msg_dir, junk, name, exit_code, notify
 ) -> None:
     """Read the mailboxes (read-only) and store what the G-MIS mail says.
 
     Exit 3 if some accounts failed, 4 if all did, 5 if another scan is running, 6 (with
     --exit-code) if someone must act, 7 if the notification mail could not be sent.
     """
-    local = [(k, p) for k, p in (("maildir", maildir), ("mbox", mbox), ("eml_dir", eml_dir)) if p]
+    given = (("maildir", maildir), ("mbox", mbox), ("eml_dir", eml_dir), ("msg_dir", msg_dir))
+    local = [(k, p) for k, p in given if p]
     if len(local) > 1:
-        fail("give only one of --maildir, --mbox, --eml-dir")
+        fail("give only one of --maildir, --mbox, --eml-dir, --msg-dir")
     config = _config(ctx, required=not local)
     if local:
         config = with_local_account(config, local[0][0], local[0][1], name, tuple(junk))
@@ -667,7 +673,8 @@ def watch_command(ctx: Context, wanted: bool | None) -> None:
 def classify_command(
     ctx: Context, files: tuple[Path, ...], as_json: bool, lang: str | None
 ) -> None:
-    """Dry run of rules/ on .eml files: type, fields, verdict, matching rule. Stores nothing."""
+    """Dry run of rules/ on .eml or Outlook .msg files: type, fields, verdict, matching rule.
+    Stores nothing."""
     from .scan import examine, verify_policy
 
     config = _config(ctx, required=False)

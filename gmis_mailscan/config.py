@@ -17,7 +17,7 @@ from .tomlcheck import Table, TomlError, load_toml
 ENV_CONFIG = "GMIS_MAILSCAN_CONFIG"
 DEFAULT_CONFIG = Path("config.toml")
 SYSTEM_CONFIG = Path("/etc/gmis-mailscan/config.toml")
-LOCAL_KINDS = ("maildir", "mbox", "eml_dir")
+LOCAL_KINDS = ("maildir", "mbox", "eml_dir", "msg_dir")
 SECURITY = ("tls", "starttls", "plain")
 
 
@@ -45,9 +45,9 @@ class ImapSettings:
 
 @dataclass(frozen=True)
 class LocalSettings:
-    kind: str  # maildir | mbox | eml_dir
+    kind: str  # maildir | mbox | eml_dir | msg_dir (Outlook .msg files)
     path: Path
-    junk_paths: tuple[Path, ...] = ()  # mbox files / eml folders that are junk
+    junk_paths: tuple[Path, ...] = ()  # mbox files / .eml or .msg folders that are junk
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from bs4.element import Tag
 from mailparser.exceptions import MailParserRecursionError
 
 from .links import bidi_urls, extract_links
+from .msgfile import UnreadableMsg, is_msg, msg_to_mime
 from .normalize import strip_invisible
 from .records import ParsedMessage
 
@@ -87,14 +88,21 @@ def parse(raw: bytes) -> ParsedMessage:
 
     A spam filter's wrapper (a report plus the original as message/rfc822) is parsed as the
     original inside it: its From, bodies, links and Authentication-Results are the mail's.
+    An Outlook .msg file is converted to the mail it holds (msgfile.py) and parsed as that.
     """
     if not raw.strip():
         raise UnparseableMessage("empty message")
+    if is_msg(raw):  # an Outlook .msg file
+        try:
+            mime = msg_to_mime(raw)
+        except UnreadableMsg as exc:
+            raise UnparseableMessage(str(exc)) from None
+        return replace(parse(mime), mime_bytes=mime)
     try:
         msg, defect_names = _mime(raw)
         original = _wrapped_original(msg)
         if original is not None:
-            return replace(parse(original), wrapped_original=original)
+            return replace(parse(original), mime_bytes=original, spam_wrapped=True)
         plain, html = _bodies(msg)
     except UnparseableMessage:
         raise
@@ -145,9 +153,10 @@ def _wrapped_original(msg: Message) -> bytes | None:
     inner = [
         p for p in parts if isinstance(p, Message) and p.get_content_type() == "message/rfc822"
     ]
-    if len(inner) != 1 or not isinstance(inner[0].get_payload(), list):
+    original = inner[0].get_payload() if len(inner) == 1 else None
+    if not isinstance(original, list) or not original or not isinstance(original[0], Message):
         return None
-    return inner[0].get_payload()[0].as_bytes(policy=email.policy.compat32)
+    return original[0].as_bytes(policy=email.policy.compat32)
 
 
 def parse_head(raw: bytes) -> ParsedMessage | None:

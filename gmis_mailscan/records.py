@@ -64,8 +64,10 @@ class ParsedMessage:
     # The HTML body as text when `text` is the text/plain one: fields the plain part lacks
     # (a placeholder "HTMLメールを表示できません") are looked for here.
     html_text: str = ""
-    # A spam filter's wrapper was removed: the original's bytes, which the rest is parsed from.
-    wrapped_original: bytes | None = None
+    # The RFC 822 bytes the message was parsed from when they are not the raw message: the
+    # original inside a spam filter's wrapper, the mail an Outlook .msg file holds.
+    mime_bytes: bytes | None = None
+    spam_wrapped: bool = False  # a spam filter's report around the original was removed
 
 
 @dataclass(frozen=True)

@@ -185,8 +185,9 @@ def verify(parsed: ParsedMessage, raw: bytes, policy: VerifyPolicy) -> Verdict:
     """Judge one message; genuine only when no suspicion was found."""
     found = _Findings(policy)
     _check_sender(parsed, found)
-    if parsed.wrapped_original is not None:
-        raw = parsed.wrapped_original  # the filter's wrapper is not what was signed
+    if parsed.mime_bytes is not None:
+        raw = parsed.mime_bytes  # a spam filter's wrapper is not what was signed
+    if parsed.spam_wrapped:
         found.add("spam_filter_wrapped")
     dkim_passed = False
     if policy.check_dkim:
