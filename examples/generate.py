@@ -25,12 +25,15 @@ SPOOF_TOKEN = "Sp00fT0kenDoNotUse0123456789abcd"
 
 
 def _maildir(root: Path, folder: str | None, messages: list[bytes]) -> None:
-    """Write messages into a Maildir++ folder (None = INBOX), as seen (cur/, flag S)."""
+    """Write messages into a Maildir++ folder (None = INBOX), as seen (cur/, flag S).
+
+    The flags follow '!' rather than ':', the Maildir convention on Windows (Python's
+    mailbox.Maildir.colon), so that a Windows checkout can hold these files."""
     base = root if folder is None else root / f".{folder}"
     for sub in ("cur", "new", "tmp"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     for i, data in enumerate(messages, 1):
-        (base / "cur" / f"1699232400.M{i}P1.example:2,S").write_bytes(data)
+        (base / "cur" / f"1699232400.M{i}P1.example!2,S").write_bytes(data)
 
 
 def _unrelated(n: int) -> list[bytes]:

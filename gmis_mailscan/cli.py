@@ -13,6 +13,9 @@ Exit codes (also in the README and `gmis-mailscan --help`):
   A scan's 3 or 4 wins over 7, and 7 over 6.
 """
 
+# The heavy parts (SQLAlchemy, the mail parsers, rich) are imported inside the commands that
+# use them: `--help`, `init` and `classify` start in a fraction of the time.
+
 from __future__ import annotations
 
 import json
@@ -21,30 +24,40 @@ import signal
 import sys
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+from zoneinfo import ZoneInfo
 
 import click
-from bs4 import MarkupResemblesLocatorWarning
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from . import notify
 from . import report as report_doc
-from .config import ENV_CONFIG, Config, config_path, load_config, no_config, with_local_account
+from .config import (
+    ENV_CONFIG,
+    Config,
+    config_path,
+    config_places,
+    load_config,
+    no_config,
+    with_local_account,
+)
 from .records import RawMessage, ScannedMessage
-from .report import formats
+from .report import csvfile
+from .report.texts import LANGS, Texts, load_texts
+from .report.view import clean, local_time
+from .resources import data_path
 from .rules import Rules, load_rules
-from .scan import Progress as ScanProgress
-from .scan import ScanOutcome, describe_error, diagnose, examine, scan, verify_policy
 from .sources import Folder
-from .status import assess_all, needs_action
-from .store.db import DatabaseError, connect, current_revision, scan_lock, upgrade
-from .store.repo import Repo
-from .tomlcheck import TomlError
+from .tomlcheck import TomlError, did_you_mean
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config.example.toml"
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from .scan import Progress as ScanProgress
+    from .scan import ScanOutcome
+    from .store.repo import Repo
+
+EXAMPLE_CONFIG = data_path("config.example.toml")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_FAILED, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
 EXIT_ACTION, EXIT_NOTIFY = 6, 7
@@ -63,9 +76,34 @@ class Context:
     def config(self, required: bool = True) -> Config:
         """The config file; without one (and not asked for one) an empty config."""
         path = config_path(self.config_option)
-        if not required and not self.config_option and not path.exists():
-            return no_config()
+        if not self.config_option and not path.exists():
+            if not required:
+                return no_config()
+            elsewhere = ", ".join(str(p) for p in config_places()[1:])
+            raise TomlError(
+                path,
+                "",
+                f"file not found (nor {elsewhere}): write one with `gmis-mailscan init`, "
+                "or give --config PATH",
+            )
         return load_config(path)
+
+
+def lang_option(command):
+    """--lang for every command whose output people read (default: [report] lang, else ja)."""
+    return click.option(
+        "--lang",
+        type=click.Choice(LANGS),
+        envvar="GMIS_MAILSCAN_LANG",
+        help="Output language: ja (default, or [report] lang) or en.",
+    )(command)
+
+
+def _texts(config: Config, lang: str | None) -> Texts:
+    try:
+        return load_texts(lang or config.report_lang, config.rules_dir)
+    except TomlError as exc:
+        fail(str(exc))
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -99,11 +137,20 @@ def main(ctx: click.Context, config_option: str | None, quiet: bool, verbose: bo
     )
     if not verbose:  # hostile mail is recorded as such; library chatter about it is cron noise
         logging.getLogger("mailparser").setLevel(logging.CRITICAL)
-        warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning)
+        if ctx.invoked_subcommand not in _NO_MAIL_PARSED:
+            from bs4 import MarkupResemblesLocatorWarning
+
+            warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning)
     ctx.obj = Context(config_option, quiet)
 
 
+_NO_MAIL_PARSED = ("init", "report", "mark", "db")
+
+
 def _rules_and_repo(config: Config, migrate: bool = True) -> tuple[Rules, Repo]:
+    from .store.db import DatabaseError, connect
+    from .store.repo import Repo
+
     try:
         rules = load_rules(config.rules_dir)
         repo = Repo(connect(config.database_url, migrate=migrate))
@@ -124,22 +171,25 @@ def _config(ctx: Context, required: bool = True) -> Config:
 # scan ---------------------------------------------------------------------------------------
 
 
-class _BarProgress(ScanProgress):
-    """A progress bar per folder on a terminal."""
+def _bar_progress(progress: Progress) -> ScanProgress:
+    """A progress bar per folder on a terminal (defined here: scan.py loads only when used)."""
+    from .scan import Progress as ScanProgress
 
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[tuple[str, str], int] = {}
+    class BarProgress(ScanProgress):
+        def __init__(self) -> None:
+            self.tasks: dict[tuple[str, str], int] = {}
 
-    def folder(self, account: str, folder: Folder) -> None:
-        label = f"{account}: {folder.name} ({folder.role})"
-        self.tasks[(account, folder.name)] = self.progress.add_task(label, total=None)
+        def folder(self, account: str, folder: Folder) -> None:
+            label = f"{account}: {folder.name} ({folder.role})"
+            self.tasks[(account, folder.name)] = progress.add_task(label, total=None)
 
-    def fetched(self, account: str, folder: Folder, count: int, total: int | None) -> None:
-        task = self.tasks[(account, folder.name)]
-        if total is not None:
-            self.progress.update(task, total=total)
-        self.progress.advance(task, count)
+        def fetched(self, account: str, folder: Folder, count: int, total: int | None) -> None:
+            task = self.tasks[(account, folder.name)]
+            if total is not None:
+                progress.update(task, total=total)
+            progress.advance(task, count)
+
+    return BarProgress()
 
 
 @main.command("scan")
@@ -207,6 +257,9 @@ def scan_command(
         accounts = [config.accounts_by_name[n] for n in names]
     if not accounts:
         fail(f"{config.path or 'no config'}: no [[accounts]] to scan")
+    from .status import assess_all, needs_action
+    from .store.db import scan_lock
+
     wanted = _wants_notify(config, wanted)
     rules, repo = _rules_and_repo(config)
     with scan_lock(repo.engine, config.lock_timeout) as got:
@@ -218,7 +271,9 @@ def scan_command(
     _print_outcome(ctx, outcome)
     action = needs_action(assessments, repo.history(scan_run=outcome.run_id))
     if exit_code and action:
-        _print_table(report_doc.build(assessments, rules, repo.last_run()), None)
+        doc = report_doc.build(assessments, rules, repo.last_run(), config.rules_dir)
+        style = ReportStyle("table", _texts(config, None), _timezone(config))
+        _print_report(doc, style, None, config.rules_dir)
     code = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}[outcome.status]
     if code == EXIT_OK and not notified:
         code = EXIT_NOTIFY
@@ -238,6 +293,8 @@ def _wants_notify(config: Config, option: bool | None) -> bool:
 
 def _notify_after_scan(config: Config, rules: Rules, repo: Repo, assessments) -> bool:
     """Send the summary mail; False (after one stderr line) when it could not be sent."""
+    from . import notify
+
     assert config.notify is not None
     try:
         notify.send_changes(config.notify, rules, repo, assessments, config.rules_dir)
@@ -248,11 +305,16 @@ def _notify_after_scan(config: Config, rules: Rules, repo: Repo, assessments) ->
 
 
 def _run_scan(ctx, config, rules, repo, accounts) -> ScanOutcome:
+    from .scan import scan
+
     if ctx.quiet or not sys.stderr.isatty():
         return scan(config, rules, repo, accounts=accounts)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        return scan(config, rules, repo, accounts=accounts, progress=_BarProgress(bar))
+        return scan(config, rules, repo, accounts=accounts, progress=_bar_progress(bar))
 
 
 def _print_outcome(ctx: Context, outcome: ScanOutcome) -> None:
@@ -290,6 +352,26 @@ def _print_outcome(ctx: Context, outcome: ScanOutcome) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file instead of standard output.",
 )
+@lang_option
+@click.option("--only-action", is_flag=True, help="Only institutions that need something done.")
+@click.option(
+    "--wide",
+    is_flag=True,
+    help="Table: every column (account, application number, state, evidence, warnings), "
+    "also when the output is not a terminal.",
+)
+@click.option(
+    "--csv-encoding",
+    type=click.Choice(csvfile.ENCODINGS),
+    default="utf-8-sig",
+    show_default=True,
+    help="CSV: utf-8-sig (UTF-8 with BOM, opens right in Excel), utf-8, or cp932.",
+)
+@click.option(
+    "--csv-headers",
+    type=click.Choice(csvfile.HEADERS),
+    help="CSV column headers: ja, en (default: the --lang), or keys for scripts.",
+)
 @click.option(
     "--exit-code",
     "exit_code",
@@ -297,85 +379,155 @@ def _print_outcome(ctx: Context, outcome: ScanOutcome) -> None:
     help="Exit 6 when someone must act; with --quiet, print only then (a file is always written).",
 )
 @click.pass_obj
-def report_command(ctx: Context, fmt: str, output: Path | None, exit_code: bool) -> None:
+def report_command(
+    ctx: Context,
+    fmt: str,
+    output: Path | None,
+    lang: str | None,
+    only_action: bool,
+    wide: bool,
+    csv_encoding: str,
+    csv_headers: str | None,
+    exit_code: bool,
+) -> None:
     """Per institution: state, remedy (対応方法), evidence, warnings and whom to call."""
+    from .status import assess_all, needs_action
+
     config = _config(ctx, required=False)
     rules, repo = _rules_and_repo(config)
+    style = ReportStyle(
+        fmt, _texts(config, lang), _timezone(config), wide, csv_encoding, csv_headers
+    )
     assessments = assess_all(config, rules, repo)
     last = repo.last_run()
-    doc = report_doc.build(assessments, rules, last)
+    doc = report_doc.build(assessments, rules, last, config.rules_dir)
+    if only_action:
+        doc = report_doc.only_action(doc)
     action = exit_code and needs_action(
         assessments, repo.history(scan_run=last["id"]) if last else []
     )
     if output or action or not (exit_code and ctx.quiet):
-        _print_report(doc, fmt, output)
+        _print_report(doc, style, output, config.rules_dir)
     sys.exit(EXIT_ACTION if action else EXIT_OK)
 
 
-def _print_report(doc: dict, fmt: str, output: Path | None) -> None:
-    if fmt == "table":
-        _print_table(doc, output)
+@dataclass(frozen=True)
+class ReportStyle:
+    """How `report` (and `scan --exit-code`) renders the document for people."""
+
+    fmt: str
+    texts: Texts
+    tz: tzinfo | None
+    wide: bool = False
+    csv_encoding: str = "utf-8-sig"
+    csv_headers: str | None = None
+
+
+def _timezone(config: Config) -> tzinfo | None:
+    return ZoneInfo(config.report_timezone) if config.report_timezone else None
+
+
+def _print_report(
+    doc: dict, style: ReportStyle, output: Path | None, rules_dir: Path | None
+) -> None:
+    from rich.console import Console
+
+    from .report import formats, terminal
+    from .report.html import render_html
+    from .report.view import build_view
+
+    if style.fmt == "json":
+        _emit(formats.to_json(doc), output)
         return
-    text = {"json": formats.to_json, "csv": formats.to_csv, "html": formats.to_html}[fmt](doc)
+    if style.fmt == "html":
+        _emit(render_html(doc, style.texts.lang, style.tz, rules_dir=rules_dir), output)
+        return
+    view = build_view(doc, style.texts, style.tz)
+    if style.fmt == "csv":
+        data = csvfile.to_csv(view, style.csv_headers or style.texts.lang, style.csv_encoding)
+        if output:
+            output.write_bytes(data)
+        else:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+    elif output or not sys.stdout.isatty():
+        if not style.wide:  # cron mail, a pipe or a file: no box drawing
+            _emit(terminal.to_plain(view), output)
+            return
+        console = Console(file=output.open("w", encoding="utf-8") if output else None, width=160)
+        for part in terminal.to_terminal(view, console.width, wide=True):
+            console.print(part, soft_wrap=True)
+    else:
+        console = Console()
+        for part in terminal.to_terminal(view, console.width, wide=style.wide):
+            console.print(part, soft_wrap=True)  # already folded to the width
+
+
+def _emit(text: str, output: Path | None) -> None:
     if output:
         output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     else:
         click.echo(text.rstrip("\n"))
 
 
-def _print_table(doc: dict, output: Path | None) -> None:
-    console = Console(
-        file=output.open("w", encoding="utf-8") if output else None,
-        width=120 if output or not sys.stdout.isatty() else None,
-    )
-    for part in formats.to_terminal(doc):
-        # Text parts are not re-wrapped: Japanese has no spaces to break at.
-        console.print(part, soft_wrap=isinstance(part, str))
-
-
 # mark ---------------------------------------------------------------------------------------
+
+
+def _answer(flag: str, help: str):
+    """One of mark's answer flags; they are collected so that two at once can be refused."""
+
+    def collect(ctx: click.Context, _param: click.Parameter, given: bool) -> None:
+        if given:
+            ctx.meta.setdefault("mark_answers", []).append(flag)
+
+    return click.option(flag, is_flag=True, expose_value=False, callback=collect, help=help)
+
+
+_ANSWER_FLAGS = ("--login-done", "--url-unreachable", "--cannot-login", "--clear", "--list")
 
 
 @main.command("mark")
 @click.argument("account")
-@click.option(
-    "--login-done",
-    "answer",
-    flag_value="login_done",
-    help="Staff opened the URL and logged in (row 2: nothing to do).",
-)
-@click.option(
-    "--url-unreachable",
-    "answer",
-    flag_value="url_unreachable",
-    help="The URL in the mail cannot be reached (row 3: 対応方法3).",
-)
-@click.option(
-    "--cannot-login",
-    "answer",
-    flag_value="cannot_login",
-    help="The URL opens but login fails (stays 対応方法4).",
-)
-@click.option("--clear", "answer", flag_value="clear", help="Withdraw the recorded answer.")
-@click.option("--list", "answer", flag_value="list", help="Show the answers recorded, dated.")
+@_answer("--login-done", "Staff opened the URL and logged in (row 2: nothing to do).")
+@_answer("--url-unreachable", "The URL in the mail cannot be reached (row 3: 対応方法3).")
+@_answer("--cannot-login", "The URL opens but login fails (stays 対応方法4).")
+@_answer("--clear", "Withdraw the recorded answer.")
+@_answer("--list", "Show the answers recorded, dated.")
 @click.option("--institution", "-i", help="Only for this institution of the mailbox.")
 @click.option("--note", help="Free text kept with the answer (who, why).")
+@lang_option
 @click.pass_obj
-def mark_command(ctx: Context, account: str, answer: str | None, institution, note) -> None:
-    """Record what staff found when following the password mail (SPEC §3 rows 2–3)."""
-    if answer is None:
-        fail("give one of --login-done, --url-unreachable, --cannot-login, --clear, --list")
+def mark_command(ctx: Context, account: str, institution, note, lang: str | None) -> None:
+    """Record what staff found when following the password mail (rows 2 and 3 of the
+    Ministry's flowchart: logged in, or the URL cannot be reached)."""
+    given = click.get_current_context().meta.get("mark_answers", [])
+    if len(given) != 1:
+        fail(
+            f"give one of {', '.join(_ANSWER_FLAGS)}"
+            + (f", not {' and '.join(sorted(given, key=_ANSWER_FLAGS.index))}" if given else "")
+        )
+    answer = given[0].removeprefix("--").replace("-", "_")
     config = _config(ctx, required=False)
-    if config.accounts and account not in config.accounts_by_name:
-        fail(f"{config.path}: no account named {account!r}")
+    from .status import assess_all
+
     rules, repo = _rules_and_repo(config)
+    known = sorted(config.accounts_by_name or {a.name for a in repo.accounts()})
+    if account not in known:
+        where = f"{config.path}: " if config.path else ""
+        fail(
+            f"{where}no account named {account!r}{did_you_mean(account, known)} "
+            f"(known: {', '.join(known) or 'none yet: scan first'})"
+        )
     if answer == "list":
+        t = _texts(config, lang)
+        tz = ZoneInfo(config.report_timezone) if config.report_timezone else None
         for a in repo.answers(account, include_withdrawn=True):
-            withdrawn = f" (withdrawn {a.withdrawn_at:%Y-%m-%d %H:%M})" if a.withdrawn_at else ""
-            target = a.institution or "all institutions"
+            at = local_time(a.withdrawn_at, t, tz)
+            withdrawn = f" ({t('mark.withdrawn', at=at)})" if a.withdrawn_at else ""
+            target = clean(a.institution) or t("mark.all_institutions")
             click.echo(
-                f"{a.recorded_at:%Y-%m-%d %H:%M} UTC  {a.answer:<16} {target}"
-                f"{withdrawn}{'  ' + a.note if a.note else ''}"
+                f"{local_time(a.recorded_at, t, tz)}  {t('mark.' + a.answer)}  {target}"
+                f"{withdrawn}{'  ' + clean(a.note) if a.note else ''}"
             )
         return
     if answer == "clear":
@@ -447,6 +599,10 @@ def _since(value: str) -> datetime:
 def notify_command(ctx: Context, test: bool) -> None:
     """Mail what changed since the last notification (no scan), or a test mail. Exit 7 if
     the mail could not be sent."""
+    from . import notify
+    from .status import assess_all
+    from .store.db import scan_lock
+
     config = _config(ctx)
     if config.notify is None:
         fail(f"{config.path}: no [notify] table (see config.example.toml)")
@@ -506,15 +662,21 @@ def watch_command(ctx: Context, wanted: bool | None) -> None:
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@lang_option
 @click.pass_obj
-def classify_command(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
+def classify_command(
+    ctx: Context, files: tuple[Path, ...], as_json: bool, lang: str | None
+) -> None:
     """Dry run of rules/ on .eml files: type, fields, verdict, matching rule. Stores nothing."""
+    from .scan import examine, verify_policy
+
     config = _config(ctx, required=False)
     try:
         rules = load_rules(config.rules_dir)
     except TomlError as exc:
         fail(str(exc))
     policy = verify_policy(config, rules)
+    t = _texts(config, lang)
     for path in files:
         raw = RawMessage(folder="-", folder_role="other", locator=str(path), data=path.read_bytes())
         result = examine(raw, rules, policy)
@@ -525,7 +687,7 @@ def classify_command(ctx: Context, files: tuple[Path, ...], as_json: bool) -> No
         click.echo(f"{path}:")
         for key, value in info.items():
             if key != "file":
-                click.echo(f"  {key}: {value}")
+                click.echo(f"  {t('classify.' + key)}: {_shown(key, value, result, t)}")
 
 
 def _classification(path: Path, m: ScannedMessage | None) -> dict:
@@ -545,6 +707,20 @@ def _classification(path: Path, m: ScannedMessage | None) -> dict:
     }
 
 
+def _shown(key: str, value: object, m: ScannedMessage | None, t: Texts) -> object:
+    """A classify value for people: names beside codes, reasons in the language, no escapes."""
+    if m is None:
+        return t("classify.not_gmis") if key == "note" else value
+    if key == "type":
+        return f"{m.type} ({t.group('types').get(m.type, m.type)})"
+    if key == "genuine":
+        return t("classify.yes") if m.genuine else t("classify.no")
+    if key in ("reasons", "warnings"):
+        items = m.reasons if key == "reasons" else m.warnings
+        return "; ".join(f"{r.code}: {getattr(r, t.lang)}" for r in items) or "-"
+    return clean(value) if isinstance(value, str) else value
+
+
 # db -----------------------------------------------------------------------------------------
 
 
@@ -557,6 +733,9 @@ def db_group() -> None:
 @click.pass_obj
 def db_upgrade(ctx: Context) -> None:
     """Create the database or upgrade its schema to the latest migration."""
+    from .scan import describe_error
+    from .store.db import current_revision, upgrade
+
     config = _config(ctx, required=False)
     _, repo = _rules_and_repo(config, migrate=False)
     try:
@@ -572,11 +751,15 @@ def db_upgrade(ctx: Context) -> None:
 
 @main.command("init")
 @click.argument("path", default="config.toml", type=click.Path(dir_okay=False, path_type=Path))
-def init_command(path: Path) -> None:
+@click.option("--force", is_flag=True, help="Replace PATH if it exists.")
+def init_command(path: Path, force: bool) -> None:
     """Write a commented config file to PATH (default ./config.toml) to edit."""
-    if path.exists():
-        fail(f"{path} exists; not overwriting it")
-    path.write_text(EXAMPLE_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+    if path.exists() and not force:
+        fail(f"{path} exists; not overwriting it (init --force replaces it)")
+    try:
+        path.write_text(EXAMPLE_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror}")
     click.echo(f"wrote {path}: edit the [[accounts]] tables, then run `gmis-mailscan scan`")
 
 
@@ -585,34 +768,57 @@ def init_command(path: Path) -> None:
 
 @main.command("doctor")
 @click.option("--account", "-a", "names", multiple=True, help="Check only this account (repeat).")
+@lang_option
 @click.pass_obj
-def doctor_command(ctx: Context, names: tuple[str, ...]) -> None:
+def doctor_command(ctx: Context, names: tuple[str, ...], lang: str | None) -> None:
     """Check the config against the servers without scanning: login, folders and roles,
     mailbox usage, capabilities. Exit 3 if some accounts fail, 4 if all do."""
+    from .scan import describe_error, diagnose
+    from .store.db import DatabaseError, describe
+
     config = _config(ctx)
-    rules, _ = _rules_and_repo(config)
+    try:
+        rules = load_rules(config.rules_dir)
+    except TomlError as exc:
+        fail(str(exc))
+    t = _texts(config, lang)
     accounts = [a for a in config.accounts if not names or a.name in names]
     if not accounts:
         fail(f"{config.path}: no [[accounts]] to check")
+    click.echo(f"config: {config.path.resolve() if config.path else '-'}")
+    try:  # read only: doctor never creates or upgrades the database
+        click.echo(f"database: {describe(config.database_url)}")
+    except DatabaseError as exc:
+        click.echo(f"database: FAILED: {exc}", err=True)
     failed = 0
     for account in accounts:
         try:
             report = diagnose(account, config, rules)
         except Exception as exc:
             failed += 1
-            click.echo(f"{account.name}: FAILED: {describe_error(exc, account, config.timeout)}")
+            why = describe_error(exc, account, config.timeout)
+            click.echo(f"{account.name}: {t('doctor.failed')}: {why}", err=True)
             continue
-        click.echo(f"{account.name}: OK ({report['where']})")
+        click.echo(f"{account.name}: {t('doctor.ok')} ({report['where']})")
         for folder in report["folders"]:
-            click.echo(f"  folder {folder.name!r}: {folder.role}")
+            role = t.group("roles").get(folder.role, folder.role) if t.lang != "en" else folder.role
+            click.echo(f"  {t('doctor.folder')} {folder.name!r}: {role}")
         quota = report["quota"]
-        usage = (
-            "unknown (no QUOTA)"
-            if quota is None
-            else (f"{quota.used_kib} KiB of {quota.limit_kib} KiB ({quota.ratio:.0%})")
-        )
-        click.echo(f"  mailbox usage: {usage}")
+        usage = t("doctor.no_quota")
+        if quota is not None:  # by size, else by count (MESSAGE); the ratio is the fuller one
+            ratio = f"{quota.ratio:.0%}"
+            usage = (
+                t("doctor.usage_value", used=quota.used_kib, limit=quota.limit_kib, ratio=ratio)
+                if quota.limit_kib
+                else t(
+                    "doctor.usage_messages",
+                    used=quota.messages,
+                    limit=quota.message_limit,
+                    ratio=ratio,
+                )
+            )
+        click.echo(f"  {t('doctor.usage')}: {usage}")
         if report["capabilities"]:
-            click.echo(f"  capabilities: {' '.join(report['capabilities'])}")
+            click.echo(f"  {t('doctor.capabilities')}: {' '.join(report['capabilities'])}")
     if failed:
         sys.exit(EXIT_FAILED if failed == len(accounts) else EXIT_PARTIAL)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .tomlcheck import Table, TomlError, load_toml
 
 ENV_CONFIG = "GMIS_MAILSCAN_CONFIG"
 DEFAULT_CONFIG = Path("config.toml")
+SYSTEM_CONFIG = Path("/etc/gmis-mailscan/config.toml")
 LOCAL_KINDS = ("maildir", "mbox", "eml_dir")
 SECURITY = ("tls", "starttls", "plain")
 
@@ -93,7 +95,6 @@ class Config:
     path: Path | None
     database_url: str
     accounts: tuple[Account, ...]
-    sender: str = "info@g-mis.net"
     quota_full_ratio: float = 0.9
     quota_max_age: float = 3600.0  # seconds a quota reading of an unchanged mailbox is kept
     rules_dir: Path | None = None
@@ -104,14 +105,31 @@ class Config:
     lock_timeout: float = 0.0
     dkim: bool = False
     authserv_ids: tuple[str, ...] = ()
+    report_lang: str = "ja"  # [report] lang: ja | en
+    report_timezone: str | None = None  # [report] timezone (IANA name); None: the machine's
     accounts_by_name: dict[str, Account] = field(default_factory=dict, compare=False)
     notify: NotifySettings | None = None
     watch: WatchSettings = WatchSettings()
 
 
 def config_path(option: str | None) -> Path:
-    """--config, else $GMIS_MAILSCAN_CONFIG, else ./config.toml."""
-    return Path(option or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+    """--config, else $GMIS_MAILSCAN_CONFIG, else the first of config_places() that exists
+    (./config.toml when none does, so that the error names the usual file)."""
+    given = option or os.environ.get(ENV_CONFIG)
+    if given:
+        return Path(given)
+    places = config_places()
+    return next((p for p in places if p.is_file()), places[0])
+
+
+def config_places() -> tuple[Path, ...]:
+    """Where a config is looked for when none is named: the working directory, the user's
+    config folder (%APPDATA% on Windows, $XDG_CONFIG_HOME or ~/.config elsewhere), /etc."""
+    if os.name == "nt":
+        user = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+        return DEFAULT_CONFIG, user / "gmis-mailscan" / "config.toml"
+    user = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return DEFAULT_CONFIG, user / "gmis-mailscan" / "config.toml", SYSTEM_CONFIG
 
 
 def default_database_url(base: Path) -> str:
@@ -126,6 +144,7 @@ def load_config(path: Path) -> Config:
     url = database.get("url", str, default_database_url(base))
     scan = top.table("scan", {})
     verify = top.table("verify", {})
+    report = top.table("report", {})
     accounts = tuple(_account(t, base) for t in top.tables("accounts"))
     names = [a.name for a in accounts]
     for i, name in enumerate(names):
@@ -138,13 +157,14 @@ def load_config(path: Path) -> Config:
     if max_age < 0:
         raise scan.error("quota_max_age_minutes", f"expected a number >= 0, got {max_age:g}")
     rules_dir = scan.get("rules_dir", str, None)
+    if "sender" in scan.data:  # one source of truth: the rules file names the sender
+        raise scan.error("sender", "no longer read: the sender is rules/gmis.toml [sender] address")
     notify = _notify(top.table("notify"), base) if top.has("notify") else None
     watch = _watch(top.table("watch", {}))
     config = Config(
         path=path,
         database_url=_sqlite_relative(url, base),
         accounts=accounts,
-        sender=scan.get("sender", str, "info@g-mis.net").strip().lower(),
         quota_full_ratio=ratio,
         quota_max_age=max_age * 60,
         rules_dir=_resolve(base, rules_dir) if rules_dir else None,
@@ -155,11 +175,13 @@ def load_config(path: Path) -> Config:
         lock_timeout=scan.get("lock_timeout", float, 0.0),
         dkim=verify.get("dkim", bool, False),
         authserv_ids=tuple(verify.str_list("authserv_ids", [])),
+        report_lang=report.choice("lang", ("ja", "en"), "ja"),
+        report_timezone=_timezone(report),
         accounts_by_name={a.name: a for a in accounts},
         notify=notify,
         watch=watch,
     )
-    for t in (database, scan, verify, top):
+    for t in (database, scan, verify, report, top):
         t.done()
     return config
 
@@ -248,6 +270,10 @@ def _password_source(t: Table, base: Path) -> PasswordSource:
             "passwords are not written in the config: use password_env, password_file "
             "or password_command",
         )
+    if not given:
+        for key in ("password_env", "password_file", "password_command"):
+            if misspelt := t.misspelt(key):
+                raise misspelt
     if len(given) != 1:
         raise t.error(
             "password_env", "give exactly one of password_env, password_file, password_command"
@@ -333,6 +359,18 @@ def _integer(t: Table, key: str, default: int, *, zero_ok: bool = False) -> int:
         wanted = "0 or a positive integer" if zero_ok else "a positive integer"
         raise t.error(key, f"expected {wanted}, got {value}")
     return value
+
+
+def _timezone(t: Table) -> str | None:
+    name = t.get("timezone", str, None)
+    if name is not None:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise t.error(
+                "timezone", f'unknown time zone {name!r}: use a name such as "Asia/Tokyo"'
+            ) from None
+    return name
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -6,8 +6,10 @@ one line such as ``config.toml: accounts[1].port: expected an integer, got 'abc'
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +32,12 @@ class TomlError(ValueError):
     def __init__(self, file: Path | str, key: str, why: str) -> None:
         self.file, self.key, self.why = str(file), key, why
         super().__init__(f"{file}: {key}: {why}" if key else f"{file}: {why}")
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """'; did you mean 'x'?' for the closest of `choices` to a mistyped `name`, else ''."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.7)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -66,7 +74,7 @@ class Table:
         self._used.add(name)
         if name not in self.data:
             if default is _MISSING:
-                raise self.error(name, "required key is missing")
+                raise self.misspelt(name) or self.error(name, "required key is missing")
             return default
         value = self.data[name]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -112,8 +120,16 @@ class Table:
             out.append(Table(item, self.file, f"{self.key(name)}[{i}]"))
         return out
 
+    def misspelt(self, name: str) -> TomlError | None:
+        """An unknown key that looks like `name` (``user_name`` for ``username``): the error
+        to give instead of "`name` is missing", which would send the user looking elsewhere."""
+        for key in sorted(set(self.data) - self._used):
+            if did_you_mean(key, [name]):
+                return self.error(key, f"unknown key{did_you_mean(key, [name])}")
+        return None
+
     def done(self) -> None:
         """Reject keys nobody asked for: a typo must not be silently ignored."""
         unknown = sorted(set(self.data) - self._used)
         if unknown:
-            raise self.error(unknown[0], "unknown key")
+            raise self.error(unknown[0], f"unknown key{did_you_mean(unknown[0], self._used)}")

@@ -38,7 +38,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from email.header import Header
 from email.utils import format_datetime, make_msgid
@@ -114,6 +114,7 @@ class User:
     junk_name: str | None
     quota_kib: int | None
     folders: tuple[str, ...] = ()
+    quota_messages: int | None = None  # a MESSAGE (count) limit, alone or beside STORAGE
 
     @property
     def maildir(self) -> Path:
@@ -201,8 +202,12 @@ class DovecotServer:
         mail_user: str = "mail",
         start_timeout: float = 30.0,
         oauth2_introspection_url: str | None = None,
+        special_use: Mapping[str, str] | None = None,
     ) -> None:
         self.junk_names = tuple(junk_names)
+        #: More SPECIAL-USE mailboxes (name → flag, e.g. ``{"[Gmail]/All Mail": "\\All"}``) for
+        #: a Gmail-like layout; like the junk names they carry the flag once they exist.
+        self.special_use = dict(special_use or {})
         #: With a URL, an OAuth2 passdb (XOAUTH2/OAUTHBEARER, RFC 7662 introspection by POST
         #: ``token=<token>``; the JSON answer must hold ``"active": true`` and ``"username"``)
         #: is added in front of the passwd-file one, which still serves PLAIN/LOGIN and the
@@ -393,10 +398,11 @@ class DovecotServer:
         b = self.base
         mailboxes = "\n".join(
             f"    mailbox {_conf_quote(name)} {{\n"
-            f"      special_use = \\Junk\n"
+            f"      special_use = {flag}\n"
             f"      auto = no\n"
             f"    }}"
-            for name in self.junk_names
+            for name, flag in [(n, "\\Junk") for n in self.junk_names]
+            + list(self.special_use.items())
         )
         if self._is_root:
             identity = (
@@ -588,6 +594,7 @@ plugin {{
         quota_kib: int | None = None,
         junk_name: str | None = "Junk",
         folders: Iterable[str] = (),
+        quota_messages: int | None = None,
     ) -> User:
         """Add a passwd-file user at runtime, with its Maildir, junk folder and extra folders.
 
@@ -608,7 +615,7 @@ plugin {{
         if self._is_root:
             os.chown(home, self._mail_uid, self._mail_gid)
         folders = tuple(folders)
-        user = User(name, password, home, junk_name, quota_kib, folders)
+        user = User(name, password, home, junk_name, quota_kib, folders, quota_messages)
         self._write_passwd(user)
         self.users[name] = user
         # Opening INBOX creates the Maildir, so file writes can start at once.
@@ -625,6 +632,7 @@ plugin {{
         quota_kib: int | None = None,
         junk_name: str | None = "Junk",
         folders: Iterable[str] = (),
+        quota_messages: int | None = None,
     ) -> User:
         """``add_user`` with a fresh unique name and password (handy with the session fixture)."""
         n = next(self._seq)
@@ -634,6 +642,7 @@ plugin {{
             quota_kib=quota_kib,
             junk_name=junk_name,
             folders=folders,
+            quota_messages=quota_messages,
         )
 
     def set_quota(self, user: User | str, quota_kib: int | None) -> User:
@@ -658,9 +667,10 @@ plugin {{
         doesn't exist").  A new user's own file has never been looked up, so it is read
         at once.
         """
-        extra = (
-            f"userdb_quota_rule=*:storage={user.quota_kib}K" if user.quota_kib is not None else ""
-        )
+        limits = [f"storage={user.quota_kib}K"] if user.quota_kib is not None else []
+        if user.quota_messages is not None:
+            limits.append(f"messages={user.quota_messages}")
+        extra = f"userdb_quota_rule=*:{':'.join(limits)}" if limits else ""
         uid, gid = self._mail_uid, self._mail_gid
         line = f"{user.name}:{{PLAIN}}{user.password}:{uid}:{gid}::{user.home}::{extra}\n"
         tmp = self.passwd_dir / f".{user.name}.tmp"

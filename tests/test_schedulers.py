@@ -67,20 +67,21 @@ def test_readme_cron_line_exits_6_and_writes_the_real_report(tmp_path):
     assert result.returncode == 6, result.stderr
     assert result.stderr == ""
     assert "対応方法2" in result.stdout and "0994-52-2125" in result.stdout  # the cron mail
-    (row,) = list(csv.DictReader(report.open(encoding="utf-8")))
-    assert (row["account"], row["path"], row["login_id"]) == (
+    # the CSV for the office: UTF-8 with BOM and Japanese headers (Excel opens it right)
+    (row,) = list(csv.DictReader(report.open(encoding="utf-8-sig")))
+    assert (row["アカウント"], row["対応コード"], row["ログインID"]) == (
         "junk-password",
         "method2",
         "kgs-takagi-03",
     )
-    assert row["contact_phone"] == "0994-52-2125"
+    assert row["電話番号"] == "0994-52-2125"
 
 
 def test_readme_cron_line_is_silent_when_nothing_is_to_be_done(tmp_path):
     result, report = _cron_run(tmp_path, "existing")
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
-    (row,) = list(csv.DictReader(report.open(encoding="utf-8")))
-    assert (row["account"], row["path"]) == ("existing", "none")
+    (row,) = list(csv.DictReader(report.open(encoding="utf-8-sig")))
+    assert (row["アカウント"], row["対応コード"]) == ("existing", "none")
 
 
 def test_contrib_files_agree_with_the_readme():

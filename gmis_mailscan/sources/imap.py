@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import logging
 import queue
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -24,14 +25,16 @@ from imapclient.imapclient import JUNK, SocketTimeout
 
 from ..config import Account, Config, ImapSettings
 from ..credentials import CredentialError, read_password, run_secret_command
-from ..records import RawMessage
+from ..records import FolderRole, RawMessage
 from ..rules import Rules
 from . import Batch, Folder, FolderState, Quota, SourceError, name_matches
 
 log = logging.getLogger(__name__)
 
 #: SPECIAL-USE flags of folders that hold no received mail (or only copies of it).
-_SKIP_FLAGS = {b"\\Sent", b"\\Drafts", b"\\All", b"\\Flagged"}
+_SKIP_FLAGS = {b"\\Drafts", b"\\Flagged"}
+#: Folders of every message (RFC 6154 \\All; Gmail's XLIST says \\AllMail): read as non-junk.
+_ARCHIVE_FLAGS = {b"\\All", b"\\AllMail"}
 FETCH_ITEM = b"BODY.PEEK[]"
 FETCH_KEY = b"BODY[]"  # what the server answers BODY.PEEK[] with
 #: A first scan searches a big folder in windows of this many UIDs (each message still once),
@@ -78,6 +81,8 @@ class ImapSource:
         self.settings = account.imap
         self.junk_names = rules.junk_names + account.junk_folders
         self.skip_names = rules.skip_names
+        self.sent_names = rules.sent_names
+        self.archive_names = rules.archive_names
         self.criteria = search_criteria(rules)
         self.batch_size = config.batch_size
         self.timeout = config.timeout
@@ -111,7 +116,11 @@ class ImapSource:
         if wanted is not None:
             missing = [f for f in wanted if f not in listed and f != "INBOX"]
             if missing:
-                raise SourceError(f"folder {missing[0]!r} not found on the server")
+                raise SourceError(
+                    f"folder {missing[0]!r} not found on the server, which has: "
+                    f"{', '.join(sorted(listed, key=lambda n: (n != 'INBOX', n)))} "
+                    '(fix the account\'s folders, or remove it for "auto")'
+                )
             names = [n for n in wanted if n != "INBOX"]
         else:
             names = [n for n in listed if n not in skipped]
@@ -120,17 +129,21 @@ class ImapSource:
                 yield Folder(name, listed[name])
 
     def quota(self) -> Quota | None:
-        """Usage of the INBOX quota root's STORAGE resource, or None when unknown."""
+        """Usage of the INBOX quota root's STORAGE and MESSAGE resources, None when unknown.
+
+        A server may limit the message count alone (RFC 9208 MESSAGE) or beside the size.
+        """
         if not self.client.has_capability("QUOTA"):
             return None
         try:
             _, quotas = self.client.get_quota_root("INBOX")
         except (IMAPClientError, IndexError):  # e.g. Dovecot's "OK No quota" without a root
             return None
-        for q in quotas:
-            if q.resource.upper() == "STORAGE" and q.limit:
-                return Quota(int(q.usage), int(q.limit))
-        return None
+        limits = {q.resource.upper(): (int(q.usage), int(q.limit)) for q in quotas if q.limit}
+        storage, count = limits.get("STORAGE"), limits.get("MESSAGE")
+        if storage is None and count is None:
+            return None
+        return Quota(*(storage or (None, None)), *(count or (None, None)))
 
     def fetch(self, folder: Folder, state: FolderState) -> Iterator[Batch]:
         """The folder's new likely-G-MIS messages in batches, the IMAP side one step ahead.
@@ -279,28 +292,37 @@ class ImapSource:
     def capabilities(self) -> list[str]:
         return sorted(c.decode() for c in self.client.capabilities())
 
-    def _list(self) -> tuple[dict[str, str], set[str]]:
+    def _list(self) -> tuple[dict[str, FolderRole], set[str]]:
         """Every selectable folder → role (INBOX first), and those "auto" leaves out."""
         if not self.client.has_capability("SPECIAL-USE") and self.client.has_capability("XLIST"):
             listing = self.client.xlist_folders()
         else:
             listing = self.client.list_folders()
-        roles: dict[str, str] = {}
+        roles: dict[str, FolderRole] = {}
         skipped: set[str] = set()
         for flags, delimiter, name in listing:
             if b"\\Noselect" in flags or b"\\NonExistent" in flags:
                 continue
             delim = delimiter.decode() if isinstance(delimiter, bytes) else delimiter or ""
-            if name.upper() == "INBOX" or b"\\Inbox" in flags:
-                roles[name] = "inbox"
-            elif JUNK in flags or b"\\Spam" in flags or name_matches(name, self.junk_names, delim):
-                roles[name] = "junk"
-            else:
-                roles[name] = "other"
-                if _SKIP_FLAGS & set(flags) or name_matches(name, self.skip_names, delim):
-                    skipped.add(name)
+            roles[name] = self._role(name, set(flags), delim)
+            if roles[name] == "other" and (
+                _SKIP_FLAGS & set(flags) or name_matches(name, self.skip_names, delim)
+            ):
+                skipped.add(name)
         ordered = dict(sorted(roles.items(), key=lambda item: (item[1] != "inbox", item[0])))
         return ordered, skipped
+
+    def _role(self, name: str, flags: set[bytes], delim: str) -> FolderRole:
+        """A folder's role by its SPECIAL-USE flag, else by its name (rules/gmis.toml)."""
+        if name.upper() == "INBOX" or b"\\Inbox" in flags:
+            return "inbox"
+        if JUNK in flags or b"\\Spam" in flags or name_matches(name, self.junk_names, delim):
+            return "junk"
+        if _ARCHIVE_FLAGS & flags or name_matches(name, self.archive_names, delim):
+            return "archive"
+        if b"\\Sent" in flags or name_matches(name, self.sent_names, delim):
+            return "sent"
+        return "other"
 
     def _select(self, name: str) -> dict:
         info = self.client.select_folder(name, readonly=True)  # EXAMINE
@@ -404,13 +426,7 @@ def _connect(settings: ImapSettings, timeout: float) -> IMAPClient:
         )
     context = ssl_context(settings) if settings.security != "plain" else None
     try:
-        client = IMAPClient(
-            settings.host,
-            port=settings.port,
-            ssl=settings.security == "tls",
-            ssl_context=context,
-            timeout=SocketTimeout(connect=timeout, read=timeout),
-        )
+        client = _open(settings, context, timeout)
         if settings.security == "starttls":
             client.starttls(context)
         return client
@@ -419,12 +435,76 @@ def _connect(settings: ImapSettings, timeout: float) -> IMAPClient:
             f"TLS certificate of {where} not trusted ({exc.verify_message}); "
             "give the server's CA in ca_file"
         ) from None
-    except (TimeoutError, ssl.SSLError, OSError) as exc:
+    except ssl.SSLError as exc:
+        if settings.security == "tls" and _answers_plain(settings):
+            raise SourceError(
+                f'port {settings.port} answered in plain text: use security = "starttls" '
+                'or port 993 with "tls"'
+            ) from None
+        raise SourceError(f"cannot connect to {where}: {exc}") from None
+    except (TimeoutError, OSError) as exc:
         raise SourceError(f"cannot connect to {where}: {exc}") from None
     except IMAPClientAbortError as exc:
         raise SourceError(f"connection to {where} lost before login: {exc}") from None
     except IMAPClientError as exc:
         raise SourceError(f"{where}: {exc}") from None
+
+
+#: Seconds to wait for a plain-text greeting before checking whether the port speaks TLS.
+GREETING_WAIT = 3.0
+
+
+def _open(settings: ImapSettings, context: ssl.SSLContext | None, timeout: float) -> IMAPClient:
+    """Connect and read the greeting. A TLS port greets nobody who does not start TLS, so a
+    starttls/plain client would wait the whole [scan] timeout and then say only "timed out":
+    after a short wait the port is asked for a TLS handshake, and the mismatch named."""
+    tls = settings.security == "tls"
+    wait = timeout if tls else min(timeout, GREETING_WAIT)
+    try:
+        return _client(settings, context, wait, timeout)
+    except TimeoutError:
+        if tls or wait >= timeout:
+            raise
+        if _speaks_tls(settings, wait):
+            raise SourceError(
+                f'port {settings.port} expects TLS at once: use security = "tls" '
+                'or port 143 with "starttls"'
+            ) from None
+        return _client(settings, context, timeout, timeout)  # a slow greeter after all
+
+
+def _client(
+    settings: ImapSettings, context: ssl.SSLContext | None, connect: float, read: float
+) -> IMAPClient:
+    return IMAPClient(
+        settings.host,
+        port=settings.port,
+        ssl=settings.security == "tls",
+        ssl_context=context,
+        timeout=SocketTimeout(connect=connect, read=read),
+    )
+
+
+def _speaks_tls(settings: ImapSettings, wait: float) -> bool:
+    """Whether the port completes a TLS handshake (certificate not checked: only asking)."""
+    probe = ssl.create_default_context()
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((settings.host, settings.port), timeout=wait) as raw:
+            with probe.wrap_socket(raw, server_hostname=settings.host):
+                return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def _answers_plain(settings: ImapSettings) -> bool:
+    """Whether the port greets in plain text (a TLS client sees only "wrong version")."""
+    try:
+        with socket.create_connection((settings.host, settings.port), timeout=GREETING_WAIT) as s:
+            return s.recv(16).startswith((b"* OK", b"* PREAUTH", b"* BYE"))
+    except OSError:
+        return False
 
 
 def _login(client: IMAPClient, settings: ImapSettings, timeout: float) -> None:

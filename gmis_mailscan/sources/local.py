@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import mailbox
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,15 +116,19 @@ def _maildir_folder_name(dirname: str) -> str:
     return name.replace(".", "/")
 
 
+_MAILDIR_INFO = re.compile("[:!]2,")
+
+
 def _maildir_messages(path: Path, read: bool) -> Iterator[tuple[str, bytes]]:
-    """Files in new/ and cur/; the locator drops the ':2,FLAGS' suffix, which changes."""
+    """Files in new/ and cur/; the locator drops the ':2,FLAGS' suffix, which changes (written
+    '!2,FLAGS' where ':' is not allowed in file names, as on Windows)."""
     for sub in ("new", "cur"):
         directory = path / sub
         if not directory.is_dir():
             continue
         for file in sorted(directory.iterdir()):
             if file.is_file() and not file.name.startswith("."):
-                locator = f"{path}/{file.name.split(':2,')[0]}"
+                locator = f"{path}/{_MAILDIR_INFO.split(file.name)[0]}"
                 yield locator, file.read_bytes() if read else b""
 
 

@@ -1,24 +1,31 @@
-"""Opening the database: engine settings, schema migrations, and the one-scan-at-a-time lock."""
+"""Opening the database: engine settings, schema migrations, and the one-scan-at-a-time lock.
+
+Alembic is imported only when the schema must be created or upgraded: importing it costs more
+than most commands take, and an up-to-date database is recognised by one plain query.
+"""
 
 from __future__ import annotations
 
-import fcntl
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from filelock import FileLock, Timeout
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+from ..resources import data_path
+
+MIGRATIONS_DIR = data_path("migrations")
 MIGRATION_LOCK_WAIT = 120.0  # seconds; a migration takes well under one
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\b[^=]*=\s*(.+?)\s*$", re.MULTILINE)
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 
 class DatabaseError(RuntimeError):
@@ -38,13 +45,77 @@ def connect(url: str, *, migrate: bool = True) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:
         try:
-            upgrade(engine)
-        except (SQLAlchemyError, CommandError) as exc:  # unreachable, locked, not ours
+            if stored_revision(engine) != head_revision():
+                _upgrade_or_explain(engine, parsed)
+        except SQLAlchemyError as exc:  # unreachable, locked, not ours
             engine.dispose()
-            why = exc.orig if isinstance(exc, DBAPIError) else exc
-            reason = " ".join(str(why).split())
-            raise DatabaseError(f"cannot open database {parsed!r}: {reason}") from None
+            raise DatabaseError(f"cannot open database {parsed!r}: {_reason(exc)}") from None
     return engine
+
+
+def _upgrade_or_explain(engine: Engine, parsed: URL) -> None:
+    from alembic.util import CommandError
+
+    try:
+        upgrade(engine)
+    except CommandError as exc:  # the migration files do not fit the database
+        engine.dispose()
+        reason = " ".join(str(exc).split())
+        raise DatabaseError(f"cannot open database {parsed!r}: {reason}") from None
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    why = exc.orig if isinstance(exc, DBAPIError) else exc
+    return " ".join(str(why).split())
+
+
+def stored_revision(engine: Engine) -> str | None:
+    """The schema revision recorded in alembic_version, by plain SQL; None without one."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return rows[0] if len(rows) == 1 else None
+
+
+def head_revision() -> str | None:
+    """The newest migration, read from migrations/versions/ without importing Alembic; None
+    unless the files form one line (then Alembic, which upgrade() asks, decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for file in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found = dict(_REVISION_LINE.findall(file.read_text(encoding="utf-8")))
+        if "revision" not in found:
+            return None
+        revisions.add(found["revision"].strip("\"'"))
+        parents.add(found.get("down_revision", "None").strip("\"'"))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def describe(url: str) -> str:
+    """The database and its schema revision, for `doctor`: read only, creates nothing."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"[database] url is not a database URL: {url!r}") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).exists():
+            return f"{shown}: not created yet (the first scan creates it)"
+    engine = create_engine(url)
+    try:
+        current = stored_revision(engine)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot open database {shown}: {_reason(exc)}") from None
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if current is None:
+        return f"{shown}: no schema yet (the first scan creates it)"
+    if current == head:
+        return f"{shown}: schema revision {current} (up to date)"
+    return f"{shown}: schema revision {current}; the next scan or `db upgrade` brings it to {head}"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -58,6 +129,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _alembic_config() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg
@@ -71,6 +144,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     check and the migration run under a lock (an advisory lock held by the transaction on
     PostgreSQL, a lock file beside the database on SQLite).
     """
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     cfg = _alembic_config()
     with _migration_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -108,7 +184,10 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
         yield
 
 
-def current_revision(conn) -> str | None:
+def current_revision(conn: Connection) -> str | None:
+    """The revision as Alembic reads it (for tests and `db upgrade`, which import it anyway)."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -149,18 +228,14 @@ def _pg_lock(conn, wait_seconds: float) -> bool:
 
 @contextmanager
 def _file_lock(path: Path, wait_seconds: float) -> Iterator[bool]:
-    deadline = time.monotonic() + wait_seconds
-    with path.open("a") as fh:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(0.2)
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """An exclusive lock file (flock on POSIX, LockFileEx on Windows) held for the duration."""
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=wait_seconds, poll_interval=0.2)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()

@@ -22,6 +22,8 @@ class AccountRow(Base):
     address: Mapped[str | None] = mapped_column(Text)
     quota_used_kib: Mapped[int | None] = mapped_column(BigInteger)
     quota_limit_kib: Mapped[int | None] = mapped_column(BigInteger)
+    quota_messages: Mapped[int | None] = mapped_column(BigInteger)  # MESSAGE (migration 0004)
+    quota_message_limit: Mapped[int | None] = mapped_column(BigInteger)
     quota_checked_at: Mapped[datetime | None]
     last_scan_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

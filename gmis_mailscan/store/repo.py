@@ -119,6 +119,8 @@ class Repo:
             row = self._account(s, name)
             row.quota_used_kib = quota.used_kib if quota else None
             row.quota_limit_kib = quota.limit_kib if quota else None
+            row.quota_messages = quota.messages if quota else None
+            row.quota_message_limit = quota.message_limit if quota else None
             row.quota_checked_at = now()
 
     def finish_account(self, name: str, error: str | None) -> None:
@@ -274,6 +276,33 @@ class Repo:
             for loc in gone:
                 loc.removed_at = now()
             return len(gone)
+
+    def prune_folders(self, account: str, scanned: set[str]) -> int:
+        """Mark removed the mail of every folder this scan did not read; forget their state.
+
+        A folder deleted or renamed on the server (or by a namespace change, INBOX.Junk →
+        Junk) is not listed any more: its mail is no longer where it was last seen. A message
+        that moved with a renamed folder is found there again, by Message-ID and content,
+        and keeps that one location; one found nowhere counts where it was last seen, with a
+        warning. A folder of the same name created later is scanned from its first UID.
+        """
+        with self._writing() as s:
+            acc = self._account(s, account)
+            gone = s.execute(
+                update(LocationRow)
+                .where(
+                    LocationRow.account_id == acc.id,
+                    LocationRow.folder.not_in(scanned),
+                    LocationRow.removed_at.is_(None),
+                )
+                .values(removed_at=now())
+            )
+            s.execute(
+                delete(FolderRow).where(
+                    FolderRow.account_id == acc.id, FolderRow.name.not_in(scanned)
+                )
+            )
+            return gone.rowcount or 0
 
     def messages(self, account: str) -> list[ScannedMessage]:
         """Every stored message of an account, once per folder that holds it now; a message
@@ -652,9 +681,13 @@ def _institution_state(r: InstitutionRow) -> InstitutionState:
 
 
 def _account_info(r: AccountRow) -> AccountInfo:
-    quota = None
-    if r.quota_limit_kib is not None and r.quota_used_kib is not None:
-        quota = Quota(r.quota_used_kib, r.quota_limit_kib)
+    storage = (r.quota_used_kib, r.quota_limit_kib)
+    count = (r.quota_messages, r.quota_message_limit)
+    if None in storage:
+        storage = (None, None)
+    if None in count:
+        count = (None, None)
+    quota = Quota(*storage, *count) if storage[0] is not None or count[0] is not None else None
     return AccountInfo(
         r.name, r.institution, r.address, quota, r.last_scan_at, r.last_error, r.quota_checked_at
     )
