@@ -236,13 +236,13 @@ def _bar_progress(progress: Progress) -> ScanProgress:
 )
 @click.option(
     "--notify/--no-notify",
-    "notify",
+    "wanted",
     default=None,
     help="Mail a summary of what changed ([notify] in the config; default: its notify key).",
 )
 @click.pass_obj
 def scan_command(
-    ctx: Context, names, maildir, mbox, eml_dir, msg_dir, junk, name, exit_code, notify
+    ctx: Context, names, maildir, mbox, eml_dir, msg_dir, junk, name, exit_code, wanted
 ) -> None:
     """Read the mailboxes (read-only) and store what the G-MIS mail says.
 
@@ -267,13 +267,14 @@ def scan_command(
     from .status import assess_all, needs_action
     from .store.db import scan_lock
 
+    wanted = _wants_notify(config, wanted)
     rules, repo = _rules_and_repo(config)
     with scan_lock(repo.engine, config.lock_timeout) as got:
         if not got:
             fail("another scan is running on this database; try again later", EXIT_LOCKED)
         outcome = _run_scan(ctx, config, rules, repo, accounts)
         assessments = assess_all(config, rules, repo, cause="scan", scan_run=outcome.run_id)
-        notified = _notify_after_scan(config, rules, repo, assessments, notify)
+        notified = not wanted or _notify_after_scan(config, rules, repo, assessments)
     _print_outcome(ctx, outcome)
     action = needs_action(assessments, repo.history(scan_run=outcome.run_id))
     if exit_code and action:
@@ -288,19 +289,22 @@ def scan_command(
     sys.exit(code)
 
 
-def _notify_after_scan(config, rules, repo, assessments, wanted: bool | None) -> bool:
-    """Send the summary mail when asked; False (after one stderr line) when it failed."""
-    settings = config.notify
-    if wanted is None:
-        wanted = settings is not None and settings.enabled
-    if not wanted:
-        return True
-    if settings is None:
+def _wants_notify(config: Config, option: bool | None) -> bool:
+    """--notify/--no-notify, else [notify] notify; --notify without [notify] is an error."""
+    if option and config.notify is None:
         fail(f"{config.path or 'no config'}: --notify needs a [notify] table")
+    if option is None:
+        return config.notify is not None and config.notify.enabled
+    return option
+
+
+def _notify_after_scan(config: Config, rules: Rules, repo: Repo, assessments) -> bool:
+    """Send the summary mail; False (after one stderr line) when it could not be sent."""
     from . import notify
 
+    assert config.notify is not None
     try:
-        notify.send_changes(settings, rules, repo, assessments, config.rules_dir)
+        notify.send_changes(config.notify, rules, repo, assessments, config.rules_dir)
     except notify.NotifyError as exc:
         click.echo(f"gmis-mailscan: notification not sent: {exc}", err=True)
         return False
@@ -649,10 +653,7 @@ def watch_command(ctx: Context, wanted: bool | None) -> None:
     config = _config(ctx)
     if not config.accounts:
         fail(f"{config.path}: no [[accounts]] to watch")
-    if wanted and config.notify is None:
-        fail(f"{config.path}: --notify needs a [notify] table")
-    if wanted is None:
-        wanted = config.notify is not None and config.notify.enabled
+    wanted = _wants_notify(config, wanted)
     rules, repo = _rules_and_repo(config)
     watcher = Watcher(config, rules, repo, send_notifications=wanted)
     for sig in (signal.SIGTERM, signal.SIGINT):

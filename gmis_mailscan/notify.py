@@ -15,7 +15,9 @@ import smtplib
 import ssl
 import unicodedata
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid
 from html import escape
 from pathlib import Path
@@ -210,21 +212,26 @@ def _subject(settings: NotifySettings, base: str, names: list[str]) -> str:
     return header_text(subject)
 
 
-def message(settings: NotifySettings, summary: Summary) -> EmailMessage:
-    """The MIME message: UTF-8 plain text with an HTML alternative, headers RFC 2047."""
-    msg = EmailMessage()
+def message(settings: NotifySettings, summary: Summary) -> MIMEMultipart:
+    """The MIME message: UTF-8 plain text with an HTML alternative (base64), the subject
+    RFC 2047-encoded as a whole.
+
+    email.message.EmailMessage's header folding drops the space between two encoded words
+    (「メール: 要対応」 reads 「メール:要対応」); email.header.Header keeps it inside one.
+    """
+    msg = MIMEMultipart("alternative")
     msg["From"] = settings.sender
     msg["To"] = ", ".join(settings.to)
-    msg["Subject"] = header_text(summary.subject)
+    msg["Subject"] = Header(header_text(summary.subject), "utf-8")
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid("gmis-mailscan", domain=settings.sender.rpartition("@")[2])
     msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(summary.text, charset="utf-8", cte="base64")
-    msg.add_alternative(summary.html, subtype="html", charset="utf-8", cte="base64")
+    msg.attach(MIMEText(summary.text, "plain", "utf-8"))
+    msg.attach(MIMEText(summary.html, "html", "utf-8"))
     return msg
 
 
-def send(settings: NotifySettings, msg: EmailMessage) -> None:
+def send(settings: NotifySettings, msg: MIMEMultipart) -> None:
     """Hand the message to the SMTP server; NotifyError with one line when it cannot."""
     where = f"{settings.smtp_host}:{settings.smtp_port}"
     try:

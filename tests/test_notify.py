@@ -167,6 +167,7 @@ def test_smtp_down_exits_7_and_the_next_run_sends_the_held_changes_once(tls_dir,
         up = cli(config, "-q", "scan")
         assert up.returncode == 0, up.stderr
         (msg,) = server.messages
+        assert msg["Subject"] == "[G-MIS監視] G-MISアカウントメール: 要対応 1件 - さくら病院"
         assert "さくら病院" in msg.get_body(("plain",)).get_content()
         assert cli(config, "-q", "scan").returncode == 0
         assert cli(config, "notify").stdout.strip() == "nothing new to tell"
