@@ -2,12 +2,13 @@
 
 Pure: the caller reads the database, this groups the evidence, runs the decision table and
 finds the contact. Genuine account mail decides which institutions exist; suspicious mail is
-never trusted for that (its institution name could be made up) and is attached as a warning.
+never trusted for that (its institution name could be made up) and is attached as a warning
+to the institution it names, or to every institution when it names none of them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeGuard, get_args
 
 from .contacts import find_contact
@@ -39,6 +40,7 @@ class AccountFacts:
         tuple[str | None, str], ...
     ]  # (institution or None for all, answer), oldest first
     scanned: bool = True
+    rescued: tuple[tuple[str, str, str], ...] = ()  # (sha256, from, to) of `rescue` moves
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Assessment:
     contact: Contact
     quota: Quota | None
     staff_answer: str | None
+    rescued: tuple[str, ...] = ()  # the `rescue` moves of its password mail still to act on
 
 
 def institution_of(msg: ScannedMessage) -> str | None:
@@ -66,6 +69,7 @@ def assess_account(
     facts: AccountFacts, messages: list[ScannedMessage], rules: Rules, full_ratio: float
 ) -> list[Assessment]:
     """One Assessment per institution (at least one per account), in a stable order."""
+    messages = counted_locations(messages)
     unparseable = [m for m in messages if m.type == UNPARSEABLE]
     parsed = [m for m in messages if m.type != UNPARSEABLE]
     groups = _groups(parsed, facts)
@@ -78,6 +82,25 @@ def assess_account(
         _assess(facts, key, name, members, account_warnings, rules, full_ratio)
         for key, (name, members) in groups.items()
     ]
+
+
+def counted_locations(messages: list[ScannedMessage]) -> list[ScannedMessage]:
+    """Each message at the folders it counts by, with the roles the report shows.
+
+    An archive folder (\\All: Gmail's すべてのメール) holds a copy of nearly every message, so a
+    message counts by its other folders; found only there (archived) it is non-junk mail
+    ("other"). Sent (read for forwards only) is shown as "other" too. The store reads a message
+    back once per folder, with the same bytes hash (one stored row, one hash).
+    """
+    elsewhere = {m.sha256 for m in messages if m.folder_role != "archive"}
+    out = []
+    for m in messages:
+        if m.folder_role == "archive" and m.sha256 in elsewhere:
+            continue
+        if m.folder_role in ("archive", "sent"):
+            m = replace(m, folder_role="other")
+        out.append(m)
+    return out
 
 
 def _groups(
@@ -98,9 +121,9 @@ def _groups(
             continue
         name = institution_of(m)
         key = compact(name) if name else None
-        if m.genuine and key in groups:
+        if key in groups:  # genuine or not, it concerns the institution it names
             groups[key][1].append(m)
-        else:  # unnamed, or suspicious: it concerns every institution of the mailbox
+        else:  # it names none of them: it concerns the mailbox as a whole
             for _, members in groups.values():
                 members.append(m)
     return groups
@@ -146,6 +169,17 @@ def _assess(
         contact=find_contact(address, rules),
         quota=facts.quota,
         staff_answer=answer,
+        rescued=_rescued(facts, genuine) if decision.path == "method4" else (),
+    )
+
+
+def _rescued(facts: AccountFacts, genuine: list[ScannedMessage]) -> tuple[str, ...]:
+    """The moves out of junk that brought this institution from 対応方法2 to 対応方法4."""
+    here = {m.sha256 for m in genuine if m.present and m.folder_role != "junk"}
+    return tuple(
+        f"moved from {src} to {dst} by gmis-mailscan rescue"
+        for sha256, src, dst in facts.rescued
+        if sha256 in here
     )
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .tomlcheck import Table, TomlError, load_toml
 
 ENV_CONFIG = "GMIS_MAILSCAN_CONFIG"
 DEFAULT_CONFIG = Path("config.toml")
 SYSTEM_CONFIG = Path("/etc/gmis-mailscan/config.toml")
-LOCAL_KINDS = ("maildir", "mbox", "eml_dir")
+LOCAL_KINDS = ("maildir", "mbox", "eml_dir", "msg_dir")
 SECURITY = ("tls", "starttls", "plain")
 
 
@@ -44,9 +45,9 @@ class ImapSettings:
 
 @dataclass(frozen=True)
 class LocalSettings:
-    kind: str  # maildir | mbox | eml_dir
+    kind: str  # maildir | mbox | eml_dir | msg_dir (Outlook .msg files)
     path: Path
-    junk_paths: tuple[Path, ...] = ()  # mbox files / eml folders that are junk
+    junk_paths: tuple[Path, ...] = ()  # mbox files / .eml or .msg folders that are junk
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,37 @@ class Account:
     junk_folders: tuple[str, ...] = ()
     institution: str | None = None
     address: str | None = None
+    rescue_folder: str | None = None  # where `rescue` moves mail out of junk (default INBOX)
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """[notify]: where the summary mail goes (SMTP), and whether scans send it by default."""
+
+    smtp_host: str
+    smtp_port: int
+    security: str  # tls | starttls | plain (loopback only)
+    sender: str  # the `from` key
+    to: tuple[str, ...]
+    username: str | None = None
+    password: PasswordSource | None = None
+    ca_file: Path | None = None
+    subject_prefix: str = "[gmis-mailscan]"
+    lang: str = "ja"
+    enabled: bool = False  # the `notify` key: scans notify without --notify
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """[watch]: how `gmis-mailscan watch` waits for new mail."""
+
+    full_scan: float = 3600.0  # seconds between full scans of every account
+    poll: float = 60.0  # seconds between checks of a folder that is not IDLEd on
+    connections: int = 4  # IDLE connections per account at most; other folders are polled
+    relogin: float = 29 * 60.0  # seconds; servers may drop an IDLE after 30 minutes
+    backoff_max: float = 300.0  # seconds; the longest wait before reconnecting
+    backoff_initial: float = 1.0  # seconds; the first wait, doubled on every failure
 
 
 @dataclass(frozen=True)
@@ -64,7 +96,6 @@ class Config:
     path: Path | None
     database_url: str
     accounts: tuple[Account, ...]
-    sender: str = "info@g-mis.net"
     quota_full_ratio: float = 0.9
     quota_max_age: float = 3600.0  # seconds a quota reading of an unchanged mailbox is kept
     rules_dir: Path | None = None
@@ -75,7 +106,11 @@ class Config:
     lock_timeout: float = 0.0
     dkim: bool = False
     authserv_ids: tuple[str, ...] = ()
+    report_lang: str = "ja"  # [report] lang: ja | en
+    report_timezone: str | None = None  # [report] timezone (IANA name); None: the machine's
     accounts_by_name: dict[str, Account] = field(default_factory=dict, compare=False)
+    notify: NotifySettings | None = None
+    watch: WatchSettings = WatchSettings()
 
 
 def config_path(option: str | None) -> Path:
@@ -110,6 +145,7 @@ def load_config(path: Path) -> Config:
     url = database.get("url", str, default_database_url(base))
     scan = top.table("scan", {})
     verify = top.table("verify", {})
+    report = top.table("report", {})
     accounts = tuple(_account(t, base) for t in top.tables("accounts"))
     names = [a.name for a in accounts]
     for i, name in enumerate(names):
@@ -122,11 +158,14 @@ def load_config(path: Path) -> Config:
     if max_age < 0:
         raise scan.error("quota_max_age_minutes", f"expected a number >= 0, got {max_age:g}")
     rules_dir = scan.get("rules_dir", str, None)
+    if "sender" in scan.data:  # one source of truth: the rules file names the sender
+        raise scan.error("sender", "no longer read: the sender is rules/gmis.toml [sender] address")
+    notify = _notify(top.table("notify"), base) if top.has("notify") else None
+    watch = _watch(top.table("watch", {}))
     config = Config(
         path=path,
         database_url=_sqlite_relative(url, base),
         accounts=accounts,
-        sender=scan.get("sender", str, "info@g-mis.net").strip().lower(),
         quota_full_ratio=ratio,
         quota_max_age=max_age * 60,
         rules_dir=_resolve(base, rules_dir) if rules_dir else None,
@@ -137,9 +176,13 @@ def load_config(path: Path) -> Config:
         lock_timeout=scan.get("lock_timeout", float, 0.0),
         dkim=verify.get("dkim", bool, False),
         authserv_ids=tuple(verify.str_list("authserv_ids", [])),
+        report_lang=report.choice("lang", ("ja", "en"), "ja"),
+        report_timezone=_timezone(report),
         accounts_by_name={a.name: a for a in accounts},
+        notify=notify,
+        watch=watch,
     )
-    for t in (database, scan, verify, top):
+    for t in (database, scan, verify, report, top):
         t.done()
     return config
 
@@ -179,6 +222,7 @@ def _account(t: Table, base: Path) -> Account:
         junk_folders=tuple(t.str_list("junk_folders", [])),
         institution=t.get("institution", str, None),
         address=t.get("address", str, None),
+        rescue_folder=t.get("rescue_folder", str, None),
     )
     t.done()
     return account
@@ -250,12 +294,85 @@ def _password_source(t: Table, base: Path) -> PasswordSource:
     return PasswordSource(command=value)
 
 
+def _notify(t: Table, base: Path) -> NotifySettings:
+    from .sources.imap import is_loopback  # here: imap imports this module
+
+    host = t.get("smtp_host", str)
+    security = t.choice("security", SECURITY, "tls")
+    if security == "plain" and not is_loopback(host):
+        raise t.error(
+            "security",
+            f'"plain" refused for {host}: mail and password would cross the network '
+            "unencrypted (plain SMTP is allowed on loopback only); use tls or starttls",
+        )
+    port = t.get("smtp_port", int, {"tls": 465, "starttls": 587}.get(security, 25))
+    if not 0 < port < 65536:
+        raise t.error("smtp_port", f"expected a port number, got {port}")
+    to = tuple(t.str_list("to"))
+    if not to:
+        raise t.error("to", "give at least one address to mail")
+    for key, addr in [("from", t.get("from", str)), *(("to", a) for a in to)]:
+        if "@" not in addr or any(c in addr for c in "\r\n<>,"):
+            raise t.error(
+                key, f"expected one mail address like it@hospital.example.jp, got {addr!r}"
+            )
+    username = t.get("username", str, None)
+    ca_file = t.get("ca_file", str, None)
+    settings = NotifySettings(
+        smtp_host=host,
+        smtp_port=port,
+        security=security,
+        sender=t.get("from", str),
+        to=to,
+        username=username,
+        password=_password_source(t, base) if username is not None else None,
+        ca_file=_resolve(base, ca_file) if ca_file else None,
+        subject_prefix=" ".join(t.get("subject_prefix", str, "[gmis-mailscan]").split()),
+        lang=t.choice("lang", ("ja", "en"), "ja"),
+        enabled=t.get("notify", bool, False),
+        timeout=float(_integer(t, "timeout", 30)),
+    )
+    t.done()
+    return settings
+
+
+def _watch(t: Table) -> WatchSettings:
+    def seconds(key: str, default: float, scale: float = 1.0) -> float:
+        value = t.get(key, float, default)
+        if value <= 0:
+            raise t.error(key, f"expected a number > 0, got {value:g}")
+        return value * scale
+
+    settings = WatchSettings(
+        full_scan=seconds("full_scan_minutes", 60.0, 60),
+        poll=seconds("poll_seconds", 60.0),
+        connections=_integer(t, "connections", 4, zero_ok=True),
+        relogin=seconds("relogin_minutes", 29.0, 60),
+        backoff_max=seconds("backoff_max_seconds", 300.0),
+        backoff_initial=seconds("backoff_initial_seconds", 1.0),
+    )
+    t.done()
+    return settings
+
+
 def _integer(t: Table, key: str, default: int, *, zero_ok: bool = False) -> int:
     value = t.get(key, int, default)
     if value < 0 or (value == 0 and not zero_ok):
         wanted = "0 or a positive integer" if zero_ok else "a positive integer"
         raise t.error(key, f"expected {wanted}, got {value}")
     return value
+
+
+def _timezone(t: Table) -> str | None:
+    name = t.get("timezone", str, None)
+    if name is not None:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise t.error(
+                "timezone", f'unknown time zone {name!r}: use a name such as "Asia/Tokyo"'
+            ) from None
+    return name
 
 
 def _resolve(base: Path, value: str) -> Path:

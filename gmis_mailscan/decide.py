@@ -2,12 +2,15 @@
 
 Pure: no I/O, no rules files. The first row that matches wins; row 9 (only suspicious mail) is
 checked before rows 6–8. Suspicious mail never counts as evidence; it only adds a warning.
+Row 10 (forwarded copies of an account mail, no genuine one) comes before rows 6–9: the mail
+reached someone, so it is `review`, never "register again"; a forward adds no warning.
 """
 
 from __future__ import annotations
 
 from .records import (
     ACCOUNT_NOTICE,
+    FORWARDED,
     PASSWORD_REGISTRATION,
     USER_CONFIRMATION,
     Decision,
@@ -22,7 +25,8 @@ ACCOUNT_TYPES = (PASSWORD_REGISTRATION, USER_CONFIRMATION, ACCOUNT_NOTICE)
 def decide(evidence: Evidence) -> Decision:
     """Apply the decision table to one institution's evidence."""
     genuine = [i for i in evidence.items if i.genuine]
-    suspicious = [i for i in evidence.items if not i.genuine]
+    forwards = [i for i in evidence.items if _forwarded(i) and i.type in ACCOUNT_TYPES]
+    suspicious = [i for i in evidence.items if not i.genuine and not _forwarded(i)]
     warnings = _warnings(suspicious, evidence)
     confirmations = _of(genuine, USER_CONFIRMATION)
     passwords = _of(genuine, PASSWORD_REGISTRATION)
@@ -46,6 +50,8 @@ def decide(evidence: Evidence) -> Decision:
         if evidence.staff_answer == "cannot_login":
             reasons.append("staff recorded: URL opened but cannot log in")
         return row(5, "password_mail_received", "method4", *reasons)
+    if forwards:  # the mail reached someone: not "no mail", but not evidence either
+        return row(10, "forwarded_copy", "review", *_forwards(forwards))
     if suspicious and not notices:
         return row(9, "suspicious_only", "review", "only suspicious G-MIS-looking mail")
     if notices and not full:
@@ -54,6 +60,20 @@ def decide(evidence: Evidence) -> Decision:
     if full:
         return row(7, "mailbox_full", "method1", "no genuine account mail", quota)
     return row(8, "no_mail", "register", "no genuine account mail", quota)
+
+
+def _forwarded(item: EvidenceItem) -> bool:
+    return not item.genuine and any(r.code == FORWARDED for r in item.reasons)
+
+
+def _forwards(items: list[EvidenceItem]) -> list[str]:
+    """One line per forwarded copy: where, and what its reason says (forwarder, login ID)."""
+    return [
+        f"forwarded copy of {i.type} in {i.folder}: {r.en}"
+        for i in items
+        for r in i.reasons
+        if r.code == FORWARDED
+    ]
 
 
 def _of(items: list[EvidenceItem], type_id: str) -> list[EvidenceItem]:

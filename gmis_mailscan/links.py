@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import Literal
-from urllib.parse import unquote
+from urllib.parse import unquote, urljoin
 
 from bs4 import BeautifulSoup
 
+from .normalize import BIDI_CONTROLS, strip_invisible
 from .records import Link
 
 _URL_CHARS = r"A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%"
@@ -44,6 +45,8 @@ _HTML_ATTRS: dict[str, tuple[str, Literal["href", "src"]]] = {
 }
 _SPECIAL_SCHEMES = ("http", "https", "ftp", "ws", "wss")
 _URL_WHITESPACE = str.maketrans("", "", "\t\r\n")
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 
 
 def extract_links(
@@ -53,9 +56,33 @@ def extract_links(
 
     `soup` is the HTML already parsed by the caller (html.parser), to parse it only once.
     """
-    found = [Link(url, "text") for url in _text_urls(text)]
+    found = [Link(url, "text") for url in _text_urls(strip_invisible(text))]
     if html:
         found.extend(_html_links(html, soup))
+    return tuple(dict.fromkeys(found))
+
+
+def bidi_urls(text: str, html: str | None, soup: BeautifulSoup | None = None) -> tuple[str, ...]:
+    """URLs (invisible characters removed) with a bidirectional control inside or beside
+    them: in the plain text or the HTML's visible text, in a link attribute, or in the text
+    an anchor shows for its URL. Such a URL is not shown as it goes
+    (``https://evil.example/\u202egepj.og.wlhm`` reads as mhlw.go.jp)."""
+    found: list[str] = []
+    texts = [text]
+    if html:
+        soup = soup if soup is not None else BeautifulSoup(html, "html.parser")
+        for tag in soup.find_all([*_HTML_ATTRS, "base"]):
+            value = tag.get(_HTML_ATTRS[tag.name][0] if tag.name in _HTML_ATTRS else "href")
+            if not isinstance(value, str) or not _clean(value):
+                continue
+            if _BIDI.search(value) or (tag.name == "a" and _BIDI.search(tag.get_text())):
+                found.append(_clean(value))
+        texts.append(soup.get_text(" "))
+    for piece in texts:
+        words = piece.split()
+        for i, word in enumerate(words):
+            if _BIDI.search(word):  # the word holding the control, and its neighbours
+                found.extend(_text_urls(strip_invisible(" ".join(words[max(0, i - 1) : i + 2]))))
     return tuple(dict.fromkeys(found))
 
 
@@ -100,18 +127,39 @@ def _trim(url: str) -> str:
 def _html_links(html: str, soup: BeautifulSoup | None = None) -> list[Link]:
     soup = soup if soup is not None else BeautifulSoup(html, "html.parser")
     links: list[Link] = []
+    base = _base_href(soup)
+    if base:
+        links.append(Link(base, "href"))  # judged like a link: it decides where links go
     for tag in soup.find_all(list(_HTML_ATTRS)):
         attr, source = _HTML_ATTRS[tag.name]
         value = tag.get(attr)
         if not isinstance(value, str) or not value.strip():
             continue
-        url = value.strip().translate(_URL_WHITESPACE)  # browsers drop tabs and newlines
-        shown = (tag.get_text(" ", strip=True) or None) if tag.name == "a" else None
+        url = _clean(value)
+        shown = tag.get_text(" ", strip=True) if tag.name == "a" else None
+        shown = strip_invisible(shown) or None if shown else None
         links.append(Link(url, source, shown))
+        if base and not _SCHEME.match(url):
+            # A client that honours <base> opens the resolved URL; one that ignores it opens
+            # the URL as written: both are judged.
+            links.append(Link(urljoin(base, url), source, shown))
     for tag in soup(["script", "style", "head"]):
         tag.decompose()
-    links.extend(Link(url, "text") for url in _text_urls(soup.get_text("\n")))
+    links.extend(Link(url, "text") for url in _text_urls(strip_invisible(soup.get_text("\n"))))
     return links
+
+
+def _clean(value: str) -> str:
+    """An attribute URL as a browser reads it: trimmed, without tabs, newlines (browsers drop
+    them) and invisible characters."""
+    return strip_invisible(value.strip().translate(_URL_WHITESPACE))
+
+
+def _base_href(soup: BeautifulSoup) -> str | None:
+    """The document's base URL: the first ``<base href>``, as browsers take it."""
+    tag = soup.find("base", href=True)
+    value = tag.get("href") if tag is not None else None
+    return _clean(value) or None if isinstance(value, str) else None
 
 
 def mask_token(url: str) -> str:

@@ -8,18 +8,40 @@ normalized text can be cut out of the original.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
+
+# Characters a reader cannot see: every format character (Unicode category Cf: the BOM,
+# zero-width space, joiners, soft hyphen, bidirectional controls, tag characters), the
+# combining grapheme joiner and the Hangul fillers. Two copies of a mail that differ only in
+# them must match the same rules and be one institution. Listed, not computed from
+# unicodedata at import (a scan of every code point costs start-up time); a test checks the
+# list against unicodedata.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160"
+    "\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0"
+    "\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]"
+)
+# Bidirectional embedding, override and isolate controls: they reorder what is shown, so
+# a URL beside one may not read as it goes.
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def strip_invisible(text: str) -> str:
+    """`text` without the characters a reader cannot see (see _INVISIBLE)."""
+    return _INVISIBLE.sub("", text)
 
 
 def nfkc(text: str) -> str:
     """NFKC with every run of whitespace folded to one space, trimmed."""
-    return " ".join(unicodedata.normalize("NFKC", text).split())
+    return " ".join(unicodedata.normalize("NFKC", strip_invisible(text)).split())
 
 
 def compact(text: str) -> str:
-    """A key for comparing names: NFKC, case-folded, no whitespace at all."""
-    return "".join(unicodedata.normalize("NFKC", text).split()).casefold()
+    """A key for comparing names: NFKC, case-folded, no whitespace or invisible character."""
+    return "".join(unicodedata.normalize("NFKC", strip_invisible(text)).split()).casefold()
 
 
 @dataclass(frozen=True)
@@ -54,12 +76,13 @@ def _is_plain(ch: str) -> bool:
 
 
 def normalize(original: str) -> Normalized:
-    """Normalize per character: NFKC, horizontal whitespace folded, blank lines dropped.
+    """Normalize per character: NFKC, horizontal whitespace folded, blank lines and invisible
+    characters dropped.
 
     Lines are kept, so rules can anchor on a line (a greeting) or cross lines with ``\\s*``
     (a field whose value was wrapped onto the next line).
     """
-    src = original.replace("\r\n", "\n").replace("\r", "\n")
+    src = strip_invisible(original).replace("\r\n", "\n").replace("\r", "\n")
     out: list[str] = []
     origin: list[int] = []
     for i, ch in enumerate(src):

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-FolderRole = Literal["inbox", "junk", "other"]
+#: "archive" (\\All) and "sent" are read by the scan; the report shows both as "other" (SPEC §7).
+FolderRole = Literal["inbox", "junk", "other", "archive", "sent"]
 
 #: Message types known to the decision table; rules may add more, which count as "other".
 PASSWORD_REGISTRATION = "password_registration"
@@ -20,6 +21,8 @@ USER_CONFIRMATION = "user_confirmation"
 ACCOUNT_NOTICE = "account_notice"
 OTHER_GMIS = "other_gmis"
 UNPARSEABLE = "unparseable"
+#: Reason code of a forwarded copy (forwards.py): never evidence, reported for review.
+FORWARDED = "forwarded_copy"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,14 @@ class ParsedMessage:
     links: tuple[Link, ...]
     authentication_results: tuple[str, ...]  # raw header values, top (newest) first
     defects: tuple[str, ...] = ()
+    bidi_urls: tuple[str, ...] = ()  # URLs with a bidirectional control in or beside them
+    # The HTML body as text when `text` is the text/plain one: fields the plain part lacks
+    # (a placeholder "HTMLメールを表示できません") are looked for here.
+    html_text: str = ""
+    # The RFC 822 bytes the message was parsed from when they are not the raw message: the
+    # original inside a spam filter's wrapper, the mail an Outlook .msg file holds.
+    mime_bytes: bytes | None = None
+    spam_wrapped: bool = False  # a spam filter's report around the original was removed
 
 
 @dataclass(frozen=True)

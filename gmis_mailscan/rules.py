@@ -65,6 +65,7 @@ class Rules:
     sender: str
     candidate_from: tuple[str, ...]
     candidate_subject: tuple[str, ...]
+    candidate_fields: tuple[str, ...]  # what makes a subject-only mention an account mail
     server_search_from: tuple[str, ...]
     server_search_subject: tuple[str, ...]
     strip_prefixes: tuple[str, ...]
@@ -74,11 +75,17 @@ class Rules:
     official_hosts: tuple[str, ...]
     junk_names: tuple[str, ...]
     skip_names: tuple[str, ...]
+    sent_names: tuple[str, ...]
+    archive_names: tuple[str, ...]
+    forward_markers: tuple[str, ...]  # NFKC, case-folded, dashes stripped
+    forward_subject_labels: tuple[str, ...]
+    forward_prefixes: tuple[str, ...]  # compacted
     states: dict[str, str]
     paths: dict[str, PathText]
     directories: tuple[ContactDirectory, ...]
     fallback_contact: str
     helpdesk: Contact
+    rescued: tuple[str, ...] = ()  # remaining steps of 対応方法2 after `rescue` moved the mail
 
 
 def load_rules(rules_dir: Path | None = None) -> Rules:
@@ -96,12 +103,14 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
     types = _type_rules(top, set(fields))
     verify = top.table("verify")
     folders = top.table("folders")
+    forwards = top.table("forwards", {})
     contacts = top.table("contacts")
     rules = partial(  # completed below, once its tables are checked and the flowchart read
         Rules,
         sender=sender,
         candidate_from=tuple(compact(s) for s in candidate.str_list("from_contains")),
         candidate_subject=tuple(compact(s) for s in candidate.str_list("subject_contains")),
+        candidate_fields=_known_fields(candidate, "account_fields", set(fields)),
         server_search_from=_ascii_terms(candidate, "server_search_from"),
         server_search_subject=_ascii_terms(candidate, "server_search_subject"),
         strip_prefixes=tuple(compact(s) for s in subject.str_list("strip_prefixes", [])),
@@ -111,18 +120,35 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
         official_hosts=tuple(h.lower() for h in verify.str_list("official_hosts")),
         junk_names=tuple(folders.str_list("junk_names", [])),
         skip_names=tuple(folders.str_list("skip_names", [])),
+        sent_names=tuple(folders.str_list("sent_names", [])),
+        archive_names=tuple(folders.str_list("archive_names", [])),
+        forward_markers=tuple(
+            nfkc(m).strip("-_ ").casefold() for m in forwards.str_list("markers", [])
+        ),
+        forward_subject_labels=tuple(
+            nfkc(m).casefold() for m in forwards.str_list("subject_labels", [])
+        ),
+        forward_prefixes=tuple(compact(m) for m in forwards.str_list("subject_prefixes", [])),
         fallback_contact=contacts.get("fallback", str),
         helpdesk=Contact(
             contacts.get("helpdesk_name", str), contacts.get("helpdesk_phone", str), "G-MIS"
         ),
     )
-    for t in (top, sender_table, candidate, subject, verify, folders, contacts):
+    for t in (top, sender_table, candidate, subject, verify, folders, forwards, contacts):
         t.done()
-    states, paths = _flowchart(rules_dir / "flowchart.toml")
+    states, paths, rescued = _flowchart(rules_dir / "flowchart.toml")
     directories = tuple(
         _directory(path) for path in sorted((rules_dir / "contacts").glob("*.toml"))
     )
-    return rules(states=states, paths=paths, directories=directories)
+    return rules(states=states, paths=paths, directories=directories, rescued=rescued)
+
+
+def _known_fields(table: Table, key: str, names: set[str]) -> tuple[str, ...]:
+    wanted = table.str_list(key, [])
+    for name in wanted:
+        if name not in names:
+            raise table.error(key, f"no [fields.{name}] table defines {name!r}")
+    return tuple(wanted)
 
 
 def _ascii_terms(table: Table, key: str) -> tuple[str, ...]:
@@ -181,7 +207,7 @@ def _type_rules(top: Table, field_names: set[str]) -> tuple[TypeRule, ...]:
     return tuple(types)
 
 
-def _flowchart(path: Path) -> tuple[dict[str, str], dict[str, PathText]]:
+def _flowchart(path: Path) -> tuple[dict[str, str], dict[str, PathText], tuple[str, ...]]:
     top = Table(load_toml(path), path)
     states_table = top.table("states")
     states = {name: states_table.get(name, str) for name in list(states_table.data)}
@@ -194,8 +220,11 @@ def _flowchart(path: Path) -> tuple[dict[str, str], dict[str, PathText]]:
         )
         p.done()
     paths_table.done()
+    rescued_table = top.table("rescued", {})
+    rescued = tuple(rescued_table.str_list("instructions", []))
+    rescued_table.done()
     top.done()
-    return states, paths
+    return states, paths, rescued
 
 
 def _directory(path: Path) -> ContactDirectory:

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 
 from .classify import classify, is_candidate
 from .config import Account, Config
+from .decide import ACCOUNT_TYPES
+from .forwards import Forward, claims_secretariat, find_forward
 from .parse import UnparseableMessage, parse, parse_head
-from .records import UNPARSEABLE, RawMessage, Reason, ScannedMessage
+from .records import FORWARDED, UNPARSEABLE, ParsedMessage, RawMessage, Reason, ScannedMessage
 from .rules import Rules
 from .sources import Folder, Source, SourceError
 from .sources.local import LocalSource
@@ -71,7 +73,8 @@ SourceOpener = Callable[[Account, Config, Rules], Source]
 def open_source(account: Account, config: Config, rules: Rules) -> Source:
     if account.local is not None:
         junk = rules.junk_names + account.junk_folders
-        return LocalSource(account.local, junk, rules.skip_names, config.batch_size)
+        skip = rules.skip_names + rules.sent_names
+        return LocalSource(account.local, junk, skip, config.batch_size)
     from .sources.imap import ImapSource  # imported here: disk-only runs need no IMAP code
 
     return ImapSource(account, config, rules)
@@ -101,7 +104,7 @@ def diagnose(
 
 def verify_policy(config: Config, rules: Rules) -> VerifyPolicy:
     return VerifyPolicy(
-        sender=config.sender,
+        sender=rules.sender,
         official_hosts=rules.official_hosts,
         authserv_ids=config.authserv_ids,
         check_dkim=config.dkim,
@@ -118,7 +121,7 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
     """
     try:
         head = parse_head(raw.data)
-        if head is not None and not is_candidate(head, rules):
+        if head is not None and not is_candidate(head, rules, body=False):
             return None
     except Exception:  # whatever is wrong with it, parse() below says so
         pass
@@ -143,6 +146,13 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
     try:
         if not is_candidate(parsed, rules):
             return None
+        forward = find_forward(parsed, raw.data, rules)
+        if forward is not None:
+            return _forwarded(scanned, parsed, forward, raw, rules, policy)
+        if raw.folder_role == "sent":  # read for forwards only: the rest was not received
+            return None
+        if raw.folder_role == "archive" and not claims_secretariat(parsed, rules):
+            return None  # also this mailbox's sent mail (Gmail): a reply is not a spoof
         classified = classify(parsed, rules)
         verdict = verify(parsed, raw.data, policy)
     except Exception as exc:  # a bug must cost one message, not the run
@@ -164,6 +174,52 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
         genuine=verdict.genuine,
         reasons=verdict.reasons,
         warnings=verdict.warnings + _defect_warnings(parsed.defects),
+    )
+
+
+def _forwarded(
+    scanned: Callable[..., ScannedMessage],
+    parsed: ParsedMessage,
+    forward: Forward,
+    raw: RawMessage,
+    rules: Rules,
+    policy: VerifyPolicy,
+) -> ScannedMessage | None:
+    """A forwarded copy: typed and read as the mail it forwards, never genuine.
+
+    Its reason names the forwarder, the forwarded subject and the login ID, so staff can ask
+    that colleague for the original. In Sent only a forward of an account mail is kept.
+    """
+    classified = classify(forward.inner, rules)
+    if raw.folder_role == "sent" and classified.type not in ACCOUNT_TYPES:
+        return None
+    login = classified.fields.get("login_id")
+    en = f"Forwarded copy ({forward.how}) by {forward.forwarder}: {forward.inner.subject!r}"
+    ja = f"転送されたコピー（{forward.forwarder}）: 「{forward.inner.subject}」"
+    if login:
+        en, ja = f"{en}, login ID {login}", f"{ja}、ログインID {login}"
+    reason = Reason(
+        FORWARDED,
+        f"{en}. Proof the mail arrived, not the secretariat's mail: ask for the original.",
+        f"{ja}。メールが届いた証拠ですが事務局からの正規のメールではありません。元のメールを確認してください。",
+    )
+    links = verify(forward.inner, raw.data, policy).reasons  # a forwarded phish is still one
+    fields = {
+        **classified.fields,
+        "forwarded_by": forward.forwarder,
+        "forwarded_subject": forward.inner.subject,
+    }
+    return scanned(
+        type=classified.type,
+        message_id=parsed.message_id,
+        subject=parsed.subject,
+        from_address=", ".join(addr for _, addr in parsed.from_addresses) or None,
+        date=parsed.date,
+        rule=classified.rule,
+        fields=fields,
+        genuine=False,
+        reasons=(reason, *(r for r in links if r.code.startswith("link_"))),
+        warnings=_defect_warnings(parsed.defects),
     )
 
 
@@ -230,6 +286,8 @@ def _scan_account(
             )
             changed |= folder_changed
             outcome.folders.append((folder.name, folder.role, fetched))
+        # Every folder was read: the mail of those gone from the list is gone from there.
+        changed |= repo.prune_folders(account.name, {name for name, _, _ in outcome.folders}) > 0
         outcome.quota_ratio = _quota_ratio(account.name, source, repo, changed, config)
     except Exception as exc:  # unreachable host, refused login, dropped connection, bad path
         outcome.error = describe_error(exc, account, config.timeout)

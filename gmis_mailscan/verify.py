@@ -18,6 +18,7 @@ import authres
 import authres.dmarc
 
 from .links import extract_links, idna_decode, mask_token, split_authority, url_host
+from .normalize import strip_invisible
 from .records import Link, ParsedMessage, Reason, Verdict
 
 
@@ -124,15 +125,42 @@ REASONS: dict[str, tuple[bool, str, str]] = {
         "The envelope sender (Return-Path) {address} is outside {sender_domain}.",
         "エンベロープ送信者(Return-Path) {address} は {sender_domain} 以外のドメインです。",
     ),
-    "auth_results_unparsed": (
+    "compauth_fail": (
+        True,
+        "The receiving server ({authserv}) recorded compauth=fail (reason {reason}): Microsoft "
+        "judged the sender forged.",
+        "受信サーバ({authserv})の判定で送信元の複合認証に失敗しています(compauth=fail、reason "
+        "{reason})。なりすましと判定されたメールです。",
+    ),
+    "compauth_softfail": (
         False,
-        "An Authentication-Results header could not be read and was ignored.",
-        "Authentication-Results ヘッダを解析できなかったため、無視しました。",
+        "The receiving server ({authserv}) recorded compauth=softfail (reason {reason}).",
+        "受信サーバ({authserv})の判定で送信元の複合認証が不確定です(compauth=softfail、reason "
+        "{reason})。",
+    ),
+    "auth_results_partial": (
+        False,
+        "The Authentication-Results header of {authserv} could not be fully read; the dmarc, "
+        "dkim, spf and compauth results it states were applied.",
+        "{authserv} の Authentication-Results ヘッダを完全には解析できませんでした。記載されている "
+        "dmarc・dkim・spf・compauth の判定結果を読み取って適用しました。",
     ),
     "link_not_https": (
         False,
         "The link {url} to an official host is not encrypted (http).",
         "公式のドメインへのリンク {url} が暗号化されていません(http)。",
+    ),
+    "link_bidi_control": (
+        True,
+        "The link {url} has a text-direction control character in or beside it, which can make "
+        "it read as another address.",
+        "リンク {url} の中または前後に文字の表示方向を変える制御文字があり、別のアドレスに"
+        "見せかけている疑いがあります。",
+    ),
+    "spam_filter_wrapped": (
+        False,
+        "A spam filter wrapped this mail in its report; the original inside was judged.",
+        "迷惑メールフィルタがこのメールを報告で包んでいました。中の元のメールを判定しました。",
     ),
 }
 
@@ -155,6 +183,10 @@ def verify(parsed: ParsedMessage, raw: bytes, policy: VerifyPolicy) -> Verdict:
     """Judge one message; genuine only when no suspicion was found."""
     found = _Findings(policy)
     _check_sender(parsed, found)
+    if parsed.mime_bytes is not None:
+        raw = parsed.mime_bytes  # a spam filter's wrapper is not what was signed
+    if parsed.spam_wrapped:
+        found.add("spam_filter_wrapped")
     dkim_passed = False
     if policy.check_dkim:
         problem = _dkim_problem(raw, found.sender_domain, policy.dns_txt)
@@ -164,6 +196,8 @@ def verify(parsed: ParsedMessage, raw: bytes, policy: VerifyPolicy) -> Verdict:
     _check_auth_results(parsed.authentication_results, found, dkim_passed)
     for link in parsed.links:
         _check_link(link, found)
+    for url in parsed.bidi_urls:
+        found.add("link_bidi_control", url=_for_people(url))
     return Verdict(not found.reasons, tuple(found.reasons), tuple(found.warnings))
 
 
@@ -274,33 +308,132 @@ def _within(a: str, b: str, limit: int) -> bool:
 # --- authentication results ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _AuthResult:
+    """One ``method=result`` of an Authentication-Results header, with its signing domain."""
+
+    method: str
+    result: str
+    dkim_domain: str | None = None  # header.d, else the domain of header.i (dkim only)
+    reason: str | None = None  # compauth's reason=NNN (Microsoft's verdict code)
+
+
+@dataclass(frozen=True)
+class _AuthHeader:
+    authserv: str
+    results: tuple[_AuthResult, ...]
+    complete: bool  # False: salvaged from a header the grammar could not read
+
+
+# Exchange Online and on-premise Exchange write their header without an authserv-id.
+_NO_AUTHSERV_ID = "Exchange (authserv-id なし)"
+_STARTS_WITH_RESULT = re.compile(r"\s*[A-Za-z][\w.-]*\s*=")
+_RESULT = re.compile(r"(?<![\w.-])(dmarc|dkim|spf|compauth)\s*=\s*([A-Za-z]+)", re.IGNORECASE)
+_COMMENT = re.compile(r"\([^()]*\)")
+_PROPERTY = re.compile(r"(?<![\w.-])(header\.[di]|reason)\s*=\s*\"?([^\s;\")]+)", re.IGNORECASE)
+
+
+def _read_auth_header(value: str) -> _AuthHeader:
+    """Read one Authentication-Results value, as RFC 8601 or as Exchange writes it.
+
+    Exchange's form has no authserv-id (``spf=fail …; dkim=none …; dmarc=fail action=oreject
+    …; compauth=fail reason=000``); it is read as if it had one. What the grammar still cannot
+    read is salvaged: every ``dmarc=``, ``dkim=``, ``spf=`` and ``compauth=`` it states counts,
+    so an unreadable header never hides a failure.
+    """
+    text = " ".join(value.split())
+    # An authserv-id is a token, which cannot hold "=": a header opening with one has none.
+    without_id = bool(_STARTS_WITH_RESULT.match(text))
+    authserv = _NO_AUTHSERV_ID if without_id else text.split(";")[0].strip()[:60] or "?"
+    try:
+        header = _AUTHRES.parse_value(f"exchange; {text}" if without_id else text)
+    except authres.AuthResError:
+        return _AuthHeader(authserv, _salvage(text), False)
+    results = _with_reasons(
+        tuple(
+            _AuthResult(
+                r.method.lower(),
+                str(r.result).lower(),
+                _dkim_domain(r) if r.method.lower() == "dkim" else None,
+            )
+            for r in header.results
+        ),
+        text,
+    )
+    # The grammar is lenient: a result after a stray "(" can vanish into a comment.
+    read = {(r.method, r.result) for r in results}
+    missed = tuple(r for r in _salvage(text) if (r.method, r.result) not in read)
+    authserv = authserv if without_id else header.authserv_id
+    return _AuthHeader(authserv, results + missed, not missed)
+
+
+def _with_reasons(results: tuple[_AuthResult, ...], text: str) -> tuple[_AuthResult, ...]:
+    """authres drops compauth's ``reason=``; take it from the text (Microsoft's verdict code)."""
+    reasons = {r.method: r.reason for r in _salvage(text) if r.reason}
+    return tuple(
+        _AuthResult(r.method, r.result, r.dkim_domain, reasons.get(r.method)) for r in results
+    )
+
+
+def _salvage(text: str) -> tuple[_AuthResult, ...]:
+    """Every result a header states outside comments, with the properties up to the next."""
+    while (uncommented := _COMMENT.sub(" ", text)) != text:  # (nested (comments)) say nothing
+        text = uncommented
+    found = []
+    matches = list(_RESULT.finditer(text))
+    for i, match in enumerate(matches):
+        tail = text[match.end() : matches[i + 1].start() if i + 1 < len(matches) else None]
+        props = {k.lower(): v for k, v in _PROPERTY.findall(tail)}
+        method = match.group(1).lower()
+        domain = props.get("header.d") or props.get("header.i", "").rpartition("@")[2] or None
+        found.append(
+            _AuthResult(
+                method,
+                match.group(2).lower(),
+                domain.lower() if method == "dkim" and domain else None,
+                props.get("reason"),
+            )
+        )
+    return tuple(found)
+
+
 def _check_auth_results(values: Iterable[str], found: _Findings, dkim_passed: bool) -> None:
-    """Apply SPEC §5 to the trusted Authentication-Results headers (newest first)."""
+    """Apply SPEC §5 to the trusted Authentication-Results headers (newest first).
+
+    Without configured authserv-ids only the topmost header (the receiving server's own) is
+    trusted; with them, the headers of those servers, and a topmost header without an
+    authserv-id (Exchange's).
+    """
     trusted = tuple(i.lower() for i in found.policy.authserv_ids)
     headers = []
-    for value in list(values) if trusted else list(values)[:1]:
-        try:
-            header = _AUTHRES.parse_value(" ".join(value.split()))
-        except authres.AuthResError:
-            found.add("auth_results_unparsed")
+    for index, value in enumerate(values):
+        header = _read_auth_header(value)
+        topmost_without_id = index == 0 and header.authserv == _NO_AUTHSERV_ID
+        if trusted and header.authserv.lower() not in trusted and not topmost_without_id:
             continue
-        if not trusted or header.authserv_id in trusted:
-            headers.append(header)
-    results = [(h.authserv_id, r) for h in headers for r in h.results]
+        if not trusted and index > 0:
+            break
+        if not header.complete:
+            found.add("auth_results_partial", authserv=header.authserv)
+        headers.append(header)
+    results = [(h.authserv, r) for h in headers for r in h.results]
     domain = found.sender_domain
     dkim_passed = dkim_passed or any(
-        r.method == "dkim" and r.result == "pass" and _aligned(_dkim_domain(r) or "", domain)
+        r.method == "dkim" and r.result == "pass" and _aligned(r.dkim_domain or "", domain)
         for _, r in results
     )
     for authserv, r in results:
         if r.method == "dmarc" and r.result == "fail":
             found.add("dmarc_fail", authserv=authserv)
         elif r.method == "dkim" and r.result == "fail":
-            signer = _dkim_domain(r)
-            if signer is None or _aligned(signer, domain):
-                found.add("dkim_fail", authserv=authserv, domain=signer or domain)
+            if r.dkim_domain is None or _aligned(r.dkim_domain, domain):
+                found.add("dkim_fail", authserv=authserv, domain=r.dkim_domain or domain)
         elif r.method == "spf" and r.result in ("fail", "softfail") and not dkim_passed:
             found.add("spf_fail", authserv=authserv, result=r.result)
+        elif r.method == "compauth" and r.result == "fail":
+            found.add("compauth_fail", authserv=authserv, reason=r.reason or "-")
+        elif r.method == "compauth" and r.result == "softfail":
+            found.add("compauth_softfail", authserv=authserv, reason=r.reason or "-")
 
 
 def _dkim_domain(result: authres.AuthenticationResult) -> str | None:
@@ -400,6 +533,7 @@ def _same_site_key(host: str) -> str:
 
 
 def _for_people(url: str) -> str:
-    """A URL fit for reports: one-time token masked, length bounded."""
-    masked = mask_token(url)
+    """A URL fit for reports: one-time token masked, no invisible character (a bidi control
+    would reorder the report line), length bounded."""
+    masked = mask_token(strip_invisible(url))
     return masked if len(masked) <= 100 else masked[:97] + "..."

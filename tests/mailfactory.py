@@ -568,6 +568,18 @@ def spoof_variants() -> list[tuple[str, bytes]]:
                 ],
             ),
         ),
+        (  # Exchange Online's form: no authserv-id, compauth
+            "auth_m365_dmarc_fail",
+            _with_auth(
+                "spf=fail (sender IP is 203.0.113.9) smtp.mailfrom=g-mis.net; dkim=none "
+                "(message not signed) header.d=none;dmarc=fail action=oreject "
+                "header.from=g-mis.net;compauth=fail reason=000"
+            ),
+        ),
+        (  # a header the grammar cannot read still states its failure
+            "auth_unreadable_dmarc_fail",
+            _with_auth("mx.hospital.example;; dmarc=fail header.from=g-mis.net"),
+        ),
         ("url_mhbw", _password_with_url(f"https://www.med-login.mhbw.go.jp/login?c={TOKEN}")),
         (
             "url_suffix",

@@ -7,6 +7,8 @@ between the scanner and the real Dovecot and fails exactly where a test asks it 
 * ``cut_server=N`` forwards the first N bytes the server sends (counted over every
   connection through the proxy), then closes both sides;
 * ``cut_client=N`` does the same for bytes the client sends;
+* ``cut_server_after=b"..."`` forwards the server's bytes up to the end of the first
+  occurrence of that text (e.g. a command's reply), then cuts as ``cut_server`` does;
 * ``mode="hang"`` stops forwarding at the cut instead of closing: both sockets stay open,
   as with a half-open connection or a frozen server, so only the client's timeout helps;
 * ``pause()``/``resume()`` hold and release server bytes without losing any (a scanner
@@ -39,20 +41,24 @@ class TcpProxy:
         cut_client: int | None = None,
         mode: Mode = "close",
         upstream_host: str = "127.0.0.1",
+        cut_server_after: bytes | None = None,
     ) -> None:
         if upstream_host != "127.0.0.1":
             raise ValueError("the test proxy only talks to loopback")
         self.upstream = (upstream_host, upstream_port)
         self.cut = {"server": cut_server, "client": cut_client}
         self.mode = mode
+        self.cut_server_after = cut_server_after
         self.sent = {"server": 0, "client": 0}  # bytes forwarded in each direction
         self.server_stream = bytearray()
         self.connections = 0
         self.cuts = 0  # how many times a cut was applied
+        self.refused = 0  # connections closed at once while held (drop(hold=True))
         self._lock = threading.Lock()
         self._running = threading.Event()  # cleared by pause()
         self._running.set()
         self._stopped = threading.Event()
+        self._holding = threading.Event()  # set by drop(hold=True)
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._listener = socket.create_server((self.host, 0))
@@ -96,6 +102,21 @@ class TcpProxy:
     def resume(self) -> None:
         self._running.set()
 
+    def drop(self, hold: bool = False) -> None:
+        """Cut every open connection, as a server restart does; with `hold`, also refuse
+        new ones (closed at once) until release()."""
+        if hold:
+            self._holding.set()
+        with self._lock:
+            sockets, self._sockets = list(self._sockets), []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            _close(sock)
+
+    def release(self) -> None:
+        self._holding.clear()
+
     # internals ------------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
@@ -106,6 +127,10 @@ class TcpProxy:
                 continue
             except OSError:
                 return
+            if self._holding.is_set():
+                self.refused += 1
+                _close(client)
+                continue
             try:
                 server = socket.create_connection(self.upstream, timeout=10)
             except OSError:
@@ -137,6 +162,8 @@ class TcpProxy:
                 if self._stopped.is_set():
                     break
             with self._lock:
+                if direction == "server":
+                    self._place_pattern_cut(data)
                 limit = self.cut[direction]
                 room = len(data) if limit is None else max(0, limit - self.sent[direction])
                 part = data[:room]
@@ -160,6 +187,16 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             _close(sock)
+
+    def _place_pattern_cut(self, data: bytes) -> None:
+        """Turn cut_server_after into a byte count once the text shows up (under _lock)."""
+        pattern = self.cut_server_after
+        if not pattern or self.cut["server"] is not None:
+            return
+        tail = bytes(self.server_stream[max(0, len(self.server_stream) - len(pattern) + 1) :])
+        at = (tail + data).find(pattern)
+        if at >= 0:
+            self.cut["server"] = self.sent["server"] - len(tail) + at + len(pattern)
 
 
 def _close(sock: socket.socket) -> None:

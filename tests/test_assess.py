@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -256,3 +257,41 @@ def test_quota_reaches_the_decision(rules):
     assert full.quota == Quota(95, 100)
     [notice] = run(rules, [mail(AN, "さくら病院")], quota=Quota(50, 100))
     assert notice.decision.path == "contact"
+
+
+def test_spoof_naming_one_institution_warns_on_that_row_only(rules):
+    """A hospital group's report must not cry wolf on every row for one spoof."""
+    result = run(
+        rules,
+        [
+            mail(PW, "さくら病院"),
+            mail(UC, "あおば病院"),
+            mail(PW, "さくら 病院", genuine=False),  # names さくら病院 (written differently)
+        ],
+    )
+    groups = by_institution(result)
+    assert any("suspicious" in w for w in groups["さくら病院"].warnings)
+    assert not groups["あおば病院"].warnings
+    assert all(m.genuine for m in groups["あおば病院"].evidence)
+    assert groups["さくら病院"].decision.path == "method4"
+
+
+def test_archive_copy_counts_by_the_other_folders(rules):
+    """Gmail's \\All holds a copy of INBOX and junk mail: the other folder decides."""
+    junk = mail(PW, "さくら病院", "junk")
+    archived_copy = replace(junk, folder="[Gmail]/All Mail", folder_role="archive")
+    [one] = run(rules, [junk, archived_copy])
+    assert [(m.folder, m.folder_role) for m in one.evidence] == [("Junk", "junk")]
+    assert one.decision.path == "method2"
+
+
+def test_mail_found_only_in_the_archive_is_non_junk_mail(rules):
+    archived = mail(PW, "さくら病院")
+    archived = replace(archived, folder="[Gmail]/All Mail", folder_role="archive")
+    sent = replace(mail(PW, "さくら病院", genuine=False), folder="Sent", folder_role="sent")
+    [one] = run(rules, [archived, sent])
+    assert [(m.folder, m.folder_role) for m in one.evidence] == [
+        ("[Gmail]/All Mail", "other"),
+        ("Sent", "other"),
+    ]
+    assert (one.decision.row, one.decision.path) == (5, "method4")

@@ -4,6 +4,7 @@ each asserts the exact message and exit code a user or cron sees."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -153,7 +154,7 @@ def test_doctor_does_not_create_the_database(in_tmp):
     assert out.splitlines()[1] == (
         f"database: sqlite:///{database}: not created yet (the first scan creates it)"
     )
-    assert "box: OK (maildir " in out
+    assert "box: 接続OK (maildir " in out
     assert not (in_tmp / "db").exists()
 
 
@@ -238,7 +239,7 @@ def test_starttls_or_plain_on_the_tls_port_is_named_before_the_timeout(
         "[[accounts]]", "[scan]\ntimeout = 600\n\n[[accounts]]"
     )
     path.write_text(text, encoding="utf-8")
-    result = run("-c", str(path), "doctor", code=4)
+    result = run("-c", str(path), "doctor", "--lang", "en", code=4)
     assert result.stderr == (
         f'box: FAILED: port {port} expects TLS at once: use security = "tls" or port 143 with '
         '"starttls"\n'
@@ -265,4 +266,23 @@ def test_a_missing_folder_is_a_warning_listing_the_folders_there_are(
     )
     item = json.loads(run("-c", str(path), "report", "--format", "json").stdout)["institutions"]
     assert [i["path"] for i in item] == ["method4"]
-    assert "  folder 'Archive': other\n" in run("-c", str(path), "doctor").stdout  # exit 0
+    assert "'Archive'" in run("-c", str(path), "doctor").stdout  # exit 0: listed, not failed
+
+
+def test_migrations_without_one_head_are_left_to_alembic(tmp_path, monkeypatch):
+    """The plain-SQL shortcut must not take "no head found" for "up to date"."""
+    from gmis_mailscan.store import db
+
+    migrations = tmp_path / "migrations"
+    shutil.copytree(db.MIGRATIONS_DIR, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    head = db.head_revision()
+    (migrations / "versions" / "9999_branch.py").write_text(
+        f'revision = "9999"\ndown_revision = {head!r}\n', encoding="utf-8"
+    )
+    (migrations / "versions" / "9998_branch.py").write_text(
+        f'revision = "9998"\ndown_revision = {head!r}\n', encoding="utf-8"
+    )
+    monkeypatch.setattr(db, "MIGRATIONS_DIR", migrations)
+    assert db.head_revision() is None
+    with pytest.raises(db.DatabaseError, match="ultiple head"):
+        connect(f"sqlite:///{tmp_path / 'new.sqlite3'}")

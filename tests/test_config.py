@@ -35,7 +35,6 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_example_config_loads():
     config = load_config(REPO / "config.example.toml")
     assert config.database_url == f"sqlite:///{REPO / 'gmis-mailscan.sqlite3'}"
-    assert config.sender == "info@g-mis.net"
     assert config.quota_full_ratio == 0.9
     assert (config.batch_size, config.timeout, config.concurrency) == (50, 30.0, 4)
     assert (config.quota_max_age, config.search_connections) == (3600, 0)
@@ -97,6 +96,12 @@ ERROR_CASES = [
     ("unknown account key", ACCOUNT + "colour = 1\n", "accounts[0].colour", "unknown key"),
     ("unknown top-level table", "[databse]\nurl = 'x'\n" + ACCOUNT, "databse", "unknown key"),
     ("unknown scan key", "[scan]\nbatchsize = 5\n" + ACCOUNT, "scan.batchsize", "unknown key"),
+    (
+        "sender in the config",
+        "[scan]\nsender = 'x@g-mis.net'\n" + ACCOUNT,
+        "scan.sender",
+        "rules/gmis.toml [sender] address",
+    ),
     (
         "bad security",
         ACCOUNT + 'security = "ssl"\n',

@@ -15,6 +15,11 @@ def mail(type_: str, role: str = "inbox", genuine: bool = True) -> EvidenceItem:
     return EvidenceItem(type_, folder, role, genuine, () if genuine else (SPOOF,))
 
 
+def forward(type_: str, role: str = "inbox") -> EvidenceItem:
+    fwd = Reason("forwarded_copy", "Forwarded copy from jimu@x: login ID kgs-1", "転送")
+    return EvidenceItem(type_, {"inbox": "INBOX", "other": "Sent"}[role], role, False, (fwd,))
+
+
 PW, UC, AN, OT = "password_registration", "user_confirmation", "account_notice", "other_gmis"
 
 CASES = [
@@ -127,7 +132,16 @@ CASES = [
         "notice_only",
         "contact",
     ),
-]
+    # Row 10: a forwarded copy of an account mail is proof it arrived, never evidence.
+    ("forward only", [forward(PW)], None, None, 10, "forwarded_copy", "review"),
+    ("forward in sent", [forward(PW, "other")], 0.99, None, 10, "forwarded_copy", "review"),
+    ("forward beats spoof", [forward(PW), mail(PW, genuine=False)], None, None, 10,
+     "forwarded_copy", "review"),
+    ("forward beats notice", [forward(PW), mail(AN)], None, None, 10, "forwarded_copy", "review"),
+    ("genuine beats forward", [forward(PW), mail(PW, "junk")], None, None, 4,
+     "password_mail_in_junk", "method2"),
+    ("forward of other gmis", [forward(OT)], None, None, 8, "no_mail", "register"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -139,7 +153,7 @@ def test_decision_table(items, quota, answer, row, state, path):
 
 
 def test_every_row_is_covered():
-    assert {c[4] for c in CASES} == set(range(1, 10))
+    assert {c[4] for c in CASES} == set(range(1, 11))
 
 
 def test_a_spoof_adds_a_warning_but_never_counts():
@@ -157,3 +171,10 @@ def test_threshold_is_configurable():
 def test_reasons_name_the_folders():
     decision = decide(Evidence((mail(PW, "junk"),), None))
     assert "Junk (junk)" in decision.reasons[0]
+
+
+def test_a_forward_names_forwarder_and_login_id_and_adds_no_warning():
+    decision = decide(Evidence((forward(PW),), None))
+    assert "forwarded copy of password_registration in INBOX" in decision.reasons[0]
+    assert "jimu@x" in decision.reasons[0] and "kgs-1" in decision.reasons[0]
+    assert not decide(Evidence((forward(PW), mail(PW)), None)).warnings

@@ -125,7 +125,9 @@ def test_mark_changes_the_path_and_clear_restores_it(tmp_path):
     assert path_of("inbox-password") == ("url_unreachable", "method3")  # row 3
     cli("-c", "config.toml", "mark", "inbox-password", "--clear", cwd=folder)
     assert path_of("inbox-password") == ("password_mail_received", "method4")
-    history = cli("-c", "config.toml", "mark", "inbox-password", "--list", cwd=folder).stdout
+    history = cli(
+        "-c", "config.toml", "mark", "inbox-password", "--list", "--lang", "en", cwd=folder
+    ).stdout
     assert history.count("withdrawn") == 2
     # The other accounts never moved.
     assert paths_by_account(report_json(folder, "-c", "config.toml")) == EXPECTED
@@ -139,13 +141,16 @@ def test_mark_unknown_account_is_refused(scanned):
 
 def test_classify_prints_type_and_fields(tmp_path):
     eml = next((EXAMPLES / "mail" / "inbox-password" / "cur").glob("*M4P1*"))
-    out = cli("classify", str(eml), cwd=tmp_path).stdout
+    out = cli("classify", "--lang", "en", str(eml), cwd=tmp_path).stdout
     assert "type: password_registration" in out
     assert "rule: password_registration" in out
     assert "'login_id': 'kgs-kirishima-21'" in out
     assert "'institution': 'きりしま記念病院'" in out
     assert "login?c=***" in out
-    assert "genuine: True" in out
+    assert "genuine: yes" in out
+    japanese = cli("classify", str(eml), cwd=tmp_path).stdout
+    assert "種類: password_registration (パスワード登録のご依頼)" in japanese
+    assert "正規のメール: はい" in japanese
     [line] = cli("classify", "--json", str(eml), cwd=tmp_path).stdout.splitlines()
     info = json.loads(line)
     assert info["type"] == "password_registration"
@@ -191,7 +196,8 @@ def test_tokens_never_appear_in_any_output_nor_the_database(tmp_path):
 
 def test_csv_and_html_reports(scanned):
     folder, _ = scanned
-    text = cli("-c", "config.toml", "report", "--format", "csv", cwd=folder).stdout
+    args = ("-c", "config.toml", "report", "--format", "csv", "--csv-headers", "keys")
+    text = cli(*args, cwd=folder).stdout.removeprefix("\ufeff")
     rows = list(csv.DictReader(io.StringIO(text)))
     assert {r["account"]: r["path"] for r in rows} == EXPECTED
     html = cli("-c", "config.toml", "report", "--format", "html", cwd=folder).stdout
@@ -247,7 +253,7 @@ def test_unparseable_messages_are_recorded_and_the_scan_goes_on(tmp_path):
     assert "unparseable message in INBOX: no header section" in item["warnings"]
     # Recorded once: a rescan neither fails nor stores them again.
     assert "local: 0 fetched, 0 new" in cli("scan", "--eml-dir", str(inbox), cwd=tmp_path).stdout
-    out = cli("classify", str(inbox / "0-empty.eml"), cwd=tmp_path).stdout
+    out = cli("classify", "--lang", "en", str(inbox / "0-empty.eml"), cwd=tmp_path).stdout
     assert "type: unparseable" in out and "error: empty message" in out
 
 

@@ -10,6 +10,7 @@ same message count and the same JSON report as a run that was never interrupted.
 
 from __future__ import annotations
 
+import fcntl
 import signal
 import sqlite3
 import time
@@ -96,9 +97,44 @@ def _count(db: Path, table: str) -> int | None:
         return None
 
 
+def _migrating(db: Path) -> bool:
+    """Is a scanner inside its schema migration: holding the migration lock beside the
+    database and the database's write lock (the migration's one BEGIN IMMEDIATE)?"""
+    lock = Path(f"{db}.migrate.lock")
+    if not Path(f"{db}-wal").exists() or not lock.exists():
+        return False  # not yet switched to WAL: a probe now would break the switch
+    with lock.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: upgrade() is running
+        else:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+    con = sqlite3.connect(db, timeout=0, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:  # "database is locked": the migration is writing
+        return True
+    finally:
+        con.close()
+
+
+def _tables(db: Path) -> list[str]:
+    con = sqlite3.connect(db)
+    try:
+        return [
+            name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+    finally:
+        con.close()
+
+
 def _reached(point: str, db: Path) -> bool:
     if point == "migrating":
-        return db.exists()
+        return _migrating(db)
     if point == "run started":
         return (_count(db, "scan_runs") or 0) >= 1
     return (_count(db, "messages") or 0) >= int(point.split()[0])
@@ -115,12 +151,14 @@ def test_sigkill_then_next_run_loses_and_doubles_nothing(point, maildir, uninter
             assert time.monotonic() < deadline, f"kill point {point!r} never reached"
             time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, f"the scan finished before {point!r}"
+    assert proc.returncode == -signal.SIGKILL, f"the scan finished before {point!r}: {stderr}"
+    if point == "migrating":  # killed inside the migration: all of it undone, nothing half-built
+        assert _tables(db) == [], "the kill landed after the migration had committed"
 
     if db.exists():
         con = sqlite3.connect(db)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from hypothesis import given
@@ -16,6 +17,7 @@ from gmis_mailscan.links import (
     token_hash,
     url_host,
 )
+from gmis_mailscan.normalize import strip_invisible
 from gmis_mailscan.records import Link
 
 TOKEN = "Qx7pL2mN9vR4tY8wZ1aB3cD5eF6gH0jK"
@@ -168,10 +170,18 @@ def test_url_found_in_japanese_context(labels: list[str], path: str, gap: str) -
 
 @given(st.text(), st.one_of(st.none(), st.text()))
 def test_any_input_is_handled(text: str, html: str | None) -> None:
-    for link in extract_links(text, html):
-        url_host(link.url)
-        mask_token(link.url)
-        token_hash(link.url)
+    links = extract_links(text, html)
+    assert len(links) == len(set(links))  # each Link once
+    for link in links:
+        assert link.url and strip_invisible(link.url) == link.url  # nothing hidden in a URL
+        assert link.shown_text is None or strip_invisible(link.shown_text) == link.shown_text
+        assert html is not None or link.source == "text"
+        host = url_host(link.url)
+        assert host is None or not set(host) & set("/?#\\")  # the authority ends there
+        digest = token_hash(link.url)
+        assert digest is None or re.fullmatch(r"[0-9a-f]{64}", digest)
+        if digest is not None:  # the password token is never shown
+            assert "c=***" in mask_token(link.url)
 
 
 # --- hosts --------------------------------------------------------------------------------

@@ -11,9 +11,12 @@ import mailfactory
 import pytest
 
 from gmis_mailscan.classify import classify
+from gmis_mailscan.config import no_config
 from gmis_mailscan.parse import parse
 from gmis_mailscan.rules import DEFAULT_RULES_DIR, PATH_IDS, load_rules
+from gmis_mailscan.scan import verify_policy
 from gmis_mailscan.tomlcheck import TomlError
+from gmis_mailscan.verify import verify
 
 
 def copy_rules(tmp_path: Path) -> Path:
@@ -328,3 +331,17 @@ def test_first_matching_type_wins(tmp_path):
     replace("[[types]]\n", broad + "[[types]]\n")(rules_dir / "gmis.toml")
     raw = mailfactory.build("password_registration")
     assert classify(parse(raw), load_rules(rules_dir)).type == "anything_gmis"
+
+
+def test_sender_comes_from_the_rules_file(tmp_path):
+    """[sender] address is what verification compares From with: change it and the
+    secretariat's own address stops counting as genuine."""
+    mail = mailfactory.build("password_registration")
+    shipped = load_rules()
+    assert verify(parse(mail), mail, verify_policy(no_config(), shipped)).genuine
+    rules_dir = copy_rules(tmp_path)
+    replace('address = "info@g-mis.net"', 'address = "Kanri@G-MIS.net"')(rules_dir / "gmis.toml")
+    changed = verify_policy(no_config(), load_rules(rules_dir))
+    assert changed.sender == "kanri@g-mis.net"
+    verdict = verify(parse(mail), mail, changed)
+    assert [r.code for r in verdict.reasons] == ["sender_mismatch"]

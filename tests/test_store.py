@@ -208,6 +208,21 @@ def test_prune_locations(repo):
     assert gone(repo) == []
 
 
+def test_prune_folders_marks_the_mail_of_unlisted_folders_and_forgets_their_state(repo):
+    store(repo, "INBOX", [message("a", uid=1)], 1, 1)
+    store(repo, "Old", [message("b", "Old", "other", uid=7), message("a", "Old", uid=8)], 5, 8)
+    assert repo.prune_folders("acc", {"INBOX", "New"}) == 2
+    assert where(repo) == [("a", "INBOX", "uid:1")]
+    assert gone(repo) == [("b", "Old")]
+    assert repo.folder_state("acc", "Old") == FolderState()  # recreated: scanned from UID 1
+    assert repo.folder_state("acc", "INBOX").last_uid == 1
+    assert repo.prune_folders("acc", {"INBOX"}) == 0
+    # Renamed Old → New: found there by Message-ID and content, one location again.
+    assert store(repo, "New", [message("b", "New", "other", uid=1)], 6, 1) == 0
+    assert where(repo) == [("a", "INBOX", "uid:1"), ("b", "New", "uid:1")]
+    assert gone(repo) == []
+
+
 def test_a_spoof_reusing_a_message_id_is_not_merged_with_the_genuine_mail(repo):
     spoof = dataclasses.replace(message("a", uid=1), genuine=False, sha256="1" * 64)
     genuine = dataclasses.replace(message("a", uid=2), genuine=True, sha256="2" * 64)
@@ -310,6 +325,17 @@ def test_accounts_quota_and_last_scan(repo):
     repo.finish_account("acc", None)
     [info] = repo.accounts()
     assert (info.institution, info.address, info.last_error) == (None, "霧島市", None)
+
+
+@pytest.mark.parametrize(
+    "quota, ratio",
+    [(Quota(None, None, 96, 100), 0.96), (Quota(10, 1000, 45, 50), 0.9), (Quota(800, 1000), 0.8)],
+)
+def test_message_count_quota_round_trip(repo, quota, ratio):
+    """A MESSAGE limit alone or beside STORAGE: the fuller of the two is the usage."""
+    repo.set_quota("acc", quota)
+    [info] = repo.accounts()
+    assert info.quota == quota and info.quota.ratio == pytest.approx(ratio)
 
 
 # --- staff answers ------------------------------------------------------------------------

@@ -208,12 +208,145 @@ def test_trusted_authserv_ids() -> None:
     assert "mx.hospital.example" in verdict.reasons[0].en
 
 
-def test_unparseable_results_are_ignored_with_a_warning() -> None:
+def test_unreadable_results_are_never_taken_as_absent() -> None:
     verdict = check(parsed(authentication_results=("garbage ;;; ==",)))
-    assert verdict.genuine and warning_codes(verdict) == ["auth_results_unparsed"]
+    assert verdict.genuine and warning_codes(verdict) == ["auth_results_partial"]
     policy = VerifyPolicy(authserv_ids=("mx.h.example",))
+    # an untrusted header is not read at all, readable or not
     verdict = check(parsed(authentication_results=("??", "mx.h.example; dmarc=fail")), policy)
-    assert codes(verdict) == ["dmarc_fail"] and warning_codes(verdict) == ["auth_results_unparsed"]
+    assert codes(verdict) == ["dmarc_fail"] and warning_codes(verdict) == []
+
+
+# The three header forms a hospital meets, each as its server writes it for a spoof and for the
+# genuine mail: Microsoft 365 (no authserv-id, compauth), Gmail, Postfix + OpenDKIM/OpenDMARC.
+M365_SPOOF = (
+    "spf=fail (sender IP is 203.0.113.9) smtp.mailfrom=g-mis.net; dkim=none (message not "
+    "signed) header.d=none;dmarc=fail action=oreject header.from=g-mis.net;compauth=fail "
+    "reason=000"
+)
+M365_GENUINE = (
+    "spf=pass (sender IP is 198.51.100.7) smtp.mailfrom=g-mis.net; dkim=pass (signature was "
+    "verified) header.d=g-mis.net;dmarc=pass action=none header.from=g-mis.net;compauth=pass "
+    "reason=100"
+)
+GMAIL_SPOOF = (
+    "mx.google.com; spf=fail (google.com: domain of info@g-mis.net does not designate "
+    "203.0.113.9 as permitted sender) smtp.mailfrom=info@g-mis.net; dmarc=fail (p=REJECT "
+    "sp=REJECT dis=QUARANTINE) header.from=g-mis.net"
+)
+GMAIL_GENUINE = (
+    "mx.google.com; dkim=pass header.i=@g-mis.net header.s=s1 header.b=AbCd; spf=pass "
+    "(google.com: domain of info@g-mis.net designates 198.51.100.7 as permitted sender) "
+    "smtp.mailfrom=info@g-mis.net; dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=g-mis.net"
+)
+POSTFIX_SPOOF = (
+    'mail.hospital.example; dkim=fail reason="signature verification failed" (2048-bit key; '
+    'unprotected) header.d=g-mis.net header.i=@g-mis.net header.b="AbCd"'
+)
+POSTFIX_DMARC_SPOOF = "mail.hospital.example; dmarc=fail (p=reject dis=none) header.from=g-mis.net"
+POSTFIX_GENUINE = (
+    "mail.hospital.example; dkim=pass (2048-bit key; unprotected) header.d=g-mis.net "
+    'header.i=@g-mis.net header.b="AbCd"; dkim-atps=neutral'
+)
+
+
+@pytest.mark.parametrize(
+    ("results", "expected", "warnings"),
+    [
+        (M365_SPOOF, ["spf_fail", "dmarc_fail", "compauth_fail"], []),
+        ("ARC-Seal: nonsense; " + M365_SPOOF, ["spf_fail", "dmarc_fail", "compauth_fail"], []),
+        (M365_GENUINE, [], []),
+        (
+            "spf=pass smtp.mailfrom=g-mis.net; compauth=softfail reason=601",
+            [],
+            ["compauth_softfail"],
+        ),
+        ("spf=none smtp.mailfrom=g-mis.net; compauth=fail reason=001", ["compauth_fail"], []),
+        (GMAIL_SPOOF, ["spf_fail", "dmarc_fail"], []),
+        (GMAIL_GENUINE, [], []),
+        (POSTFIX_SPOOF, ["dkim_fail"], []),
+        (POSTFIX_DMARC_SPOOF, ["dmarc_fail"], []),
+        (POSTFIX_GENUINE, [], []),
+    ],
+)
+def test_header_forms_of_real_servers(
+    results: str, expected: list[str], warnings: list[str]
+) -> None:
+    verdict = check(parsed(authentication_results=(results,)))
+    assert codes(verdict) == expected
+    assert [w for w in warning_codes(verdict) if w != "auth_results_partial"] == warnings
+
+
+def test_microsoft_verdict_names_its_reason_code() -> None:
+    verdict = check(parsed(authentication_results=(M365_SPOOF,)))
+    compauth = next(r for r in verdict.reasons if r.code == "compauth_fail")
+    assert "reason 000" in compauth.en and "reason 000" in compauth.ja
+    assert "Exchange" in verdict.reasons[0].en
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        # the grammar gives up on these; the results they state still count
+        ("mx.h.example; dmarc=fail header.from=g-mis.net; ((unbalanced", ["dmarc_fail"]),
+        ("mx.h.example; spf=softfail smtp.mailfrom=g-mis.net; dkim=none; @@@", ["spf_fail"]),
+        ("spf=pass; ;; dkim=fail header.d=g-mis.net", ["dkim_fail"]),
+        # a result after a stray "(" that the grammar would swallow as a comment
+        (
+            "mx.h.example; dkim=pass header.d=g-mis.net (( dmarc=fail header.from=g-mis.net",
+            ["dmarc_fail"],
+        ),
+        ("mx.h.example;; compauth=fail reason=000 ===", ["compauth_fail"]),
+        # DKIM of the sender's domain still excuses a broken SPF, as in a readable header
+        ("mx.h.example; spf=fail; dkim=pass header.d=g-mis.net; ((", []),
+        ("mx.h.example; dkim=fail header.d=list.example;; dkim=pass header.d=g-mis.net", []),
+    ],
+)
+def test_unreadable_header_is_salvaged(results: str, expected: list[str]) -> None:
+    verdict = check(parsed(authentication_results=(results,)))
+    assert codes(verdict) == expected
+    assert "auth_results_partial" in warning_codes(verdict)
+
+
+def test_results_inside_a_real_comment_say_nothing() -> None:
+    verdict = check(
+        parsed(
+            authentication_results=("mx.h.example; dkim=pass header.d=g-mis.net (x (dmarc=fail))",)
+        )
+    )
+    assert verdict == Verdict(True, (), ())
+
+
+def test_exchange_header_on_top_counts_beside_trusted_ids() -> None:
+    """With trusted ids configured, Exchange's own (id-less) topmost header is read too."""
+    policy = VerifyPolicy(authserv_ids=("mx.hospital.example",))
+    verdict = check(
+        parsed(authentication_results=(M365_SPOOF, "mx.hospital.example; none")), policy
+    )
+    assert codes(verdict) == ["spf_fail", "dmarc_fail", "compauth_fail"]
+    # an id-less header below the top may be the sender's own: not trusted
+    below = ("mx.hospital.example; dkim=pass header.d=g-mis.net", M365_SPOOF)
+    assert check(parsed(authentication_results=below), policy).genuine
+    assert check(parsed(authentication_results=("mx.h.example; none", M365_SPOOF))).genuine
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "iso-2022-jp", "shift_jis"])
+def test_microsoft_spoof_is_suspicious_end_to_end(charset: str) -> None:
+    """The whole message as Exchange Online delivers it: parsed, then verified."""
+    raw = mailfactory.build(
+        "password_registration",
+        charset=charset,
+        extra_headers=[("Authentication-Results", M365_SPOOF)],
+    )
+    verdict = verify(parse(raw), raw, POLICY)
+    assert not verdict.genuine
+    assert {"dmarc_fail", "compauth_fail"} <= set(codes(verdict))
+    genuine = mailfactory.build(
+        "password_registration",
+        charset=charset,
+        extra_headers=[("Authentication-Results", M365_GENUINE)],
+    )
+    assert verify(parse(genuine), genuine, POLICY).genuine
 
 
 def test_folded_results_header() -> None:
@@ -335,7 +468,13 @@ def test_hostile_input_never_raises(
         return_path=from_addresses[0][1] if from_addresses else None,
     )
     verdict = check(message, VerifyPolicy(authserv_ids=("mx.h.example",)))
-    assert verdict.genuine == (not verdict.reasons)
+    # Every finding is a known code, filed by its weight: suspicions as reasons, the rest as
+    # warnings; a From other than exactly the secretariat's one address is never genuine.
+    assert all(REASONS[r.code][0] for r in verdict.reasons)
+    assert not any(REASONS[w.code][0] for w in verdict.warnings)
+    if [addr.lower() for _, addr in from_addresses] != ["info@g-mis.net"]:
+        assert not verdict.genuine
+        assert {"no_from", "multiple_from", "sender_mismatch"} & {r.code for r in verdict.reasons}
 
 
 # --- DKIM ---------------------------------------------------------------------------------
@@ -439,6 +578,8 @@ EXPECTED = {
     "auth_spf_softfail_no_dkim": "spf_fail",
     "auth_spf_fail_dkim_other_domain": "spf_fail",
     "auth_forged_pass_below_fail": "dmarc_fail",
+    "auth_m365_dmarc_fail": "compauth_fail",
+    "auth_unreadable_dmarc_fail": "dmarc_fail",
     "url_mhbw": "link_lookalike_host",
     "url_suffix": "link_lookalike_host",
     "url_userinfo": "link_userinfo",

@@ -7,23 +7,50 @@ Nothing here prints; the password-setting token never reaches a report (it is no
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..assess import Assessment
 from ..records import ScannedMessage
 from ..rules import Rules
+from .view import alerts, all_texts
+
+if TYPE_CHECKING:
+    from ..assess import Assessment
 
 FORMATS = ("table", "json", "csv", "html")
+__all__ = ["FORMATS", "build", "only_action"]
 
 
-def build(assessments: list[Assessment], rules: Rules, last_run: dict | None) -> dict[str, Any]:
-    """The report as one JSON-ready object with a list `institutions`."""
+def build(
+    assessments: list[Assessment],
+    rules: Rules,
+    last_run: dict | None,
+    rules_dir: Path | None = None,
+) -> dict[str, Any]:
+    """The report as one JSON-ready object with a list `institutions`.
+
+    Beside the contract's keys each institution has `alerts` (its warnings with a code and a
+    text per language) and `needs_action` (a remedy applies, or phishing is suspected).
+    """
+    texts = all_texts(rules_dir)
+    institutions = []
+    for a in assessments:
+        item = _institution(a, rules)
+        item["alerts"] = alerts(item, texts)
+        danger = any(x["severity"] == "danger" for x in item["alerts"])
+        item["needs_action"] = item["path"] != "none" or danger
+        institutions.append(item)
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "last_scan": last_run,
-        "institutions": [_institution(a, rules) for a in assessments],
+        "institutions": institutions,
         "helpdesk": {"name": rules.helpdesk.name, "phone": rules.helpdesk.phone},
     }
+
+
+def only_action(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with only the institutions that need something done."""
+    return {**doc, "institutions": [i for i in doc["institutions"] if i["needs_action"]]}
 
 
 def _institution(a: Assessment, rules: Rules) -> dict[str, Any]:
@@ -40,9 +67,9 @@ def _institution(a: Assessment, rules: Rules) -> dict[str, Any]:
         "path": a.decision.path,
         "label": path.label,
         "title": path.title,
-        "instructions": list(path.instructions),
+        "instructions": list(path.instructions) + (list(rules.rescued) if a.rescued else []),
         "row": a.decision.row,
-        "reasons": list(a.decision.reasons),
+        "reasons": list(a.decision.reasons) + list(a.rescued),
         "staff_answer": a.staff_answer,
         "mailbox_usage": _usage(a),
         "evidence": [_evidence(m) for m in a.evidence],

@@ -41,12 +41,27 @@ class Batch:
 
 @dataclass(frozen=True)
 class Quota:
-    used_kib: int
-    limit_kib: int
+    """Mailbox usage by size (STORAGE, KiB) and/or by count (MESSAGE), as the server limits it.
+
+    A mailbox full by either measure refuses new mail, so the ratio is the higher of the two.
+    """
+
+    used_kib: int | None
+    limit_kib: int | None
+    messages: int | None = None
+    message_limit: int | None = None
 
     @property
     def ratio(self) -> float | None:
-        return self.used_kib / self.limit_kib if self.limit_kib else None
+        ratios = [
+            used / limit
+            for used, limit in (
+                (self.used_kib, self.limit_kib),
+                (self.messages, self.message_limit),
+            )
+            if used is not None and limit
+        ]
+        return max(ratios) if ratios else None
 
 
 class SourceError(RuntimeError):

@@ -32,7 +32,9 @@ from . import Batch, Folder, FolderState, Quota, SourceError, name_matches
 log = logging.getLogger(__name__)
 
 #: SPECIAL-USE flags of folders that hold no received mail (or only copies of it).
-_SKIP_FLAGS = {b"\\Sent", b"\\Drafts", b"\\All", b"\\Flagged"}
+_SKIP_FLAGS = {b"\\Drafts", b"\\Flagged"}
+#: Folders of every message (RFC 6154 \\All; Gmail's XLIST says \\AllMail): read as non-junk.
+_ARCHIVE_FLAGS = {b"\\All", b"\\AllMail"}
 FETCH_ITEM = b"BODY.PEEK[]"
 FETCH_KEY = b"BODY[]"  # what the server answers BODY.PEEK[] with
 #: A first scan searches a big folder in windows of this many UIDs (each message still once),
@@ -79,6 +81,8 @@ class ImapSource:
         self.settings = account.imap
         self.junk_names = rules.junk_names + account.junk_folders
         self.skip_names = rules.skip_names
+        self.sent_names = rules.sent_names
+        self.archive_names = rules.archive_names
         self.criteria = search_criteria(rules)
         self.batch_size = config.batch_size
         self.timeout = config.timeout
@@ -96,7 +100,7 @@ class ImapSource:
     # Source protocol ------------------------------------------------------------------------
 
     def folders(self) -> Iterator[Folder]:
-        """INBOX, then every other folder but sent/drafts ("auto") or the configured ones.
+        """INBOX, then every other folder but drafts ("auto") or the configured ones.
 
         A password mail a filter moved to another folder (or staff to Trash) was still received.
         INBOX always exists (RFC 3501), so it is handed out before the folder list is asked
@@ -128,17 +132,21 @@ class ImapSource:
                 yield Folder(name, listed[name])
 
     def quota(self) -> Quota | None:
-        """Usage of the INBOX quota root's STORAGE resource, or None when unknown."""
+        """Usage of the INBOX quota root's STORAGE and MESSAGE resources, None when unknown.
+
+        A server may limit the message count alone (RFC 9208 MESSAGE) or beside the size.
+        """
         if not self.client.has_capability("QUOTA"):
             return None
         try:
             _, quotas = self.client.get_quota_root("INBOX")
         except (IMAPClientError, IndexError):  # e.g. Dovecot's "OK No quota" without a root
             return None
-        for q in quotas:
-            if q.resource.upper() == "STORAGE" and q.limit:
-                return Quota(int(q.usage), int(q.limit))
-        return None
+        limits = {q.resource.upper(): (int(q.usage), int(q.limit)) for q in quotas if q.limit}
+        storage, count = limits.get("STORAGE"), limits.get("MESSAGE")
+        if storage is None and count is None:
+            return None
+        return Quota(*(storage or (None, None)), *(count or (None, None)))
 
     def fetch(self, folder: Folder, state: FolderState) -> Iterator[Batch]:
         """The folder's new likely-G-MIS messages in batches, the IMAP side one step ahead.
@@ -301,16 +309,25 @@ class ImapSource:
             if b"\\Noselect" in flags or b"\\NonExistent" in flags:
                 continue
             delim = delimiter.decode() if isinstance(delimiter, bytes) else delimiter or ""
-            if name.upper() == "INBOX" or b"\\Inbox" in flags:
-                roles[name] = "inbox"
-            elif JUNK in flags or b"\\Spam" in flags or name_matches(name, self.junk_names, delim):
-                roles[name] = "junk"
-            else:
-                roles[name] = "other"
-                if _SKIP_FLAGS & set(flags) or name_matches(name, self.skip_names, delim):
-                    skipped.add(name)
+            roles[name] = self._role(name, set(flags), delim)
+            if roles[name] == "other" and (
+                _SKIP_FLAGS & set(flags) or name_matches(name, self.skip_names, delim)
+            ):
+                skipped.add(name)
         ordered = dict(sorted(roles.items(), key=lambda item: (item[1] != "inbox", item[0])))
         return ordered, skipped
+
+    def _role(self, name: str, flags: set[bytes], delim: str) -> FolderRole:
+        """A folder's role by its SPECIAL-USE flag, else by its name (rules/gmis.toml)."""
+        if name.upper() == "INBOX" or b"\\Inbox" in flags:
+            return "inbox"
+        if JUNK in flags or b"\\Spam" in flags or name_matches(name, self.junk_names, delim):
+            return "junk"
+        if _ARCHIVE_FLAGS & flags or name_matches(name, self.archive_names, delim):
+            return "archive"
+        if b"\\Sent" in flags or name_matches(name, self.sent_names, delim):
+            return "sent"
+        return "other"
 
     def _select(self, name: str) -> dict:
         info = self.client.select_folder(name, readonly=True)  # EXAMINE

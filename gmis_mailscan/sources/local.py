@@ -1,4 +1,5 @@
-"""Mail on disk → RawMessage batches: a Maildir (Maildir++ folders), mbox files, .eml folders.
+"""Mail on disk → RawMessage batches: a Maildir (Maildir++ folders), mbox files, folders of
+.eml files or of Outlook .msg files (read as they are: parse() converts a .msg).
 
 This is how the README's example runs without a mail server, and how staff can check an
 export. Disk sources have no UIDs: every scan lists the files and reads only unknown ones.
@@ -101,7 +102,8 @@ class LocalSource:
             if self.settings.kind == "maildir" and path.is_dir():
                 yield from _maildir_messages(path, read)
             elif path.is_dir():
-                for file in sorted(path.glob("*.eml")):
+                pattern = "*.msg" if self.settings.kind == "msg_dir" else "*.eml"
+                for file in sorted(path.glob(pattern)):
                     yield str(file), file.read_bytes() if read else b""
             else:
                 yield from _mbox_messages(path)

@@ -22,6 +22,8 @@ class AccountRow(Base):
     address: Mapped[str | None] = mapped_column(Text)
     quota_used_kib: Mapped[int | None] = mapped_column(BigInteger)
     quota_limit_kib: Mapped[int | None] = mapped_column(BigInteger)
+    quota_messages: Mapped[int | None] = mapped_column(BigInteger)  # MESSAGE (migration 0004)
+    quota_message_limit: Mapped[int | None] = mapped_column(BigInteger)
     quota_checked_at: Mapped[datetime | None]
     last_scan_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -120,6 +122,9 @@ class InstitutionRow(Base):
     row: Mapped[int | None]  # the decision-table row that matched (migration 0002)
     reasons: Mapped[list] = mapped_column(JSON, default=list)  # why (migration 0002)
     updated_at: Mapped[datetime]
+    # What the last assessment saw, to tell what is new (migration 0004; NULL: not known).
+    warnings: Mapped[list | None] = mapped_column(JSON)
+    suspicious: Mapped[list | None] = mapped_column(JSON)  # sha256 of suspicious mail
 
 
 class ScanRunRow(Base):
@@ -133,3 +138,61 @@ class ScanRunRow(Base):
     fetched: Mapped[int] = mapped_column(default=0)
     stored: Mapped[int] = mapped_column(default=0)
     errors: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class HistoryRow(Base):
+    """One change of an institution's assessed state, with the run or command that caused it."""
+
+    __tablename__ = "history"
+    __table_args__ = (Index("ix_history_account_at", "account_id", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    institution_key: Mapped[str] = mapped_column(Text)
+    institution: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
+    scan_run_id: Mapped[int | None] = mapped_column(ForeignKey("scan_runs.id"))
+    cause: Mapped[str] = mapped_column(String(16))  # scan | mark | report
+    from_state: Mapped[str | None] = mapped_column(String(64))
+    to_state: Mapped[str | None] = mapped_column(String(64))
+    from_path: Mapped[str | None] = mapped_column(String(32))
+    to_path: Mapped[str | None] = mapped_column(String(32))
+    login_id: Mapped[str | None] = mapped_column(Text)
+    changes: Mapped[list] = mapped_column(JSON, default=list)  # [{code, en, ja}]
+    new_warnings: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class NotifyStateRow(Base):
+    """Up to which history row a summary mail was sent (one row, id 1)."""
+
+    __tablename__ = "notify_state"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_history_id: Mapped[int]
+    sent_at: Mapped[datetime | None]
+
+
+class RescueRow(Base):
+    """One message `rescue` moved (or is moving) out of a junk folder (migration 0004_i12).
+
+    Written with status "started" before the first IMAP write and completed afterwards
+    ("moved"; "copied" when the server has no UIDPLUS and the original stays), so a run
+    cut off in the middle is seen and finished by the next one.
+    """
+
+    __tablename__ = "rescues"
+    __table_args__ = (Index("ix_rescues_account", "account_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    message_pk: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(Text)
+    who: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    from_folder: Mapped[str] = mapped_column(Text)
+    from_uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    from_uid: Mapped[int] = mapped_column(BigInteger)
+    to_folder: Mapped[str] = mapped_column(Text)
+    to_uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    to_uid: Mapped[int | None] = mapped_column(BigInteger)
+    method: Mapped[str] = mapped_column(String(16))  # move | copy+expunge | copy
+    status: Mapped[str] = mapped_column(String(16))  # started | moved | copied

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, Engine, delete, func, select, update
 from sqlalchemy.orm import Session
@@ -22,12 +22,17 @@ from ..sources import FolderState, Quota
 from .models import (
     AccountRow,
     FolderRow,
+    HistoryRow,
     InstitutionRow,
     LocationRow,
     MessageRow,
+    NotifyStateRow,
     ScanRunRow,
     StaffAnswerRow,
 )
+
+if TYPE_CHECKING:
+    from ..history import Change
 
 
 def now() -> datetime:
@@ -68,6 +73,11 @@ class InstitutionState:
     path: str
     row: int | None = None
     reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] | None = None  # None: not recorded (before migration 0004)
+    suspicious: tuple[str, ...] | None = None  # sha256 of the suspicious mail it saw
+
+
+ChangesOf = Callable[[dict[str, InstitutionState]], "list[Change]"]
 
 
 class Repo:
@@ -109,6 +119,8 @@ class Repo:
             row = self._account(s, name)
             row.quota_used_kib = quota.used_kib if quota else None
             row.quota_limit_kib = quota.limit_kib if quota else None
+            row.quota_messages = quota.messages if quota else None
+            row.quota_message_limit = quota.message_limit if quota else None
             row.quota_checked_at = now()
 
     def finish_account(self, name: str, error: str | None) -> None:
@@ -265,6 +277,33 @@ class Repo:
                 loc.removed_at = now()
             return len(gone)
 
+    def prune_folders(self, account: str, scanned: set[str]) -> int:
+        """Mark removed the mail of every folder this scan did not read; forget their state.
+
+        A folder deleted or renamed on the server (or by a namespace change, INBOX.Junk →
+        Junk) is not listed any more: its mail is no longer where it was last seen. A message
+        that moved with a renamed folder is found there again, by Message-ID and content,
+        and keeps that one location; one found nowhere counts where it was last seen, with a
+        warning. A folder of the same name created later is scanned from its first UID.
+        """
+        with self._writing() as s:
+            acc = self._account(s, account)
+            gone = s.execute(
+                update(LocationRow)
+                .where(
+                    LocationRow.account_id == acc.id,
+                    LocationRow.folder.not_in(scanned),
+                    LocationRow.removed_at.is_(None),
+                )
+                .values(removed_at=now())
+            )
+            s.execute(
+                delete(FolderRow).where(
+                    FolderRow.account_id == acc.id, FolderRow.name.not_in(scanned)
+                )
+            )
+            return cast(CursorResult[Any], gone).rowcount or 0
+
     def messages(self, account: str) -> list[ScannedMessage]:
         """Every stored message of an account, once per folder that holds it now; a message
         no folder holds any more once, where it was last seen, with present=False."""
@@ -351,10 +390,24 @@ class Repo:
 
     # institutions -------------------------------------------------------------------------
 
-    def save_institutions(self, account: str, states: list[InstitutionState]) -> None:
-        """Replace the account's decided institution states with `states`."""
+    def save_institutions(
+        self, account: str, states: list[InstitutionState], changes_of: ChangesOf | None = None
+    ) -> list[Change]:
+        """Replace the account's decided institution states with `states`.
+
+        `changes_of` gets the states stored until now and returns what changed; those changes
+        are stored in the same transaction, which first takes the account's row lock, so two
+        processes assessing at once cannot both record one change.
+        """
         with self._writing() as s:
             acc = self._account(s, account, create=True)
+            s.execute(update(AccountRow).where(AccountRow.id == acc.id).values(name=acc.name))
+            old = {
+                r.key: _institution_state(r)
+                for r in s.scalars(
+                    select(InstitutionRow).where(InstitutionRow.account_id == acc.id)
+                )
+            }
             s.execute(delete(InstitutionRow).where(InstitutionRow.account_id == acc.id))
             for st in states:
                 s.add(
@@ -369,9 +422,33 @@ class Repo:
                         path=st.path,
                         row=st.row,
                         reasons=list(st.reasons),
+                        warnings=_clean(list(st.warnings)) if st.warnings is not None else None,
+                        suspicious=list(st.suspicious) if st.suspicious is not None else None,
                         updated_at=now(),
                     )
                 )
+            changes = changes_of(old) if changes_of else []
+            stored = []
+            for c in changes:
+                row = HistoryRow(
+                    account_id=acc.id,
+                    institution_key=_clean(c.key),
+                    institution=_clean(c.institution),
+                    at=now(),
+                    scan_run_id=c.scan_run,
+                    cause=c.cause,
+                    from_state=c.from_state,
+                    to_state=c.to_state,
+                    from_path=c.from_path,
+                    to_path=c.to_path,
+                    login_id=_clean(c.login_id),
+                    changes=_clean([r.as_dict() for r in c.changes]),
+                    new_warnings=_clean(list(c.new_warnings)),
+                )
+                s.add(row)
+                s.flush()
+                stored.append(replace(c, id=row.id, at=row.at))
+            return stored
 
     def institutions(self, account: str) -> list[InstitutionState]:
         with Session(self.engine) as s:
@@ -383,20 +460,73 @@ class Repo:
                 .where(InstitutionRow.account_id == acc.id)
                 .order_by(InstitutionRow.key)
             )
+            return [_institution_state(r) for r in rows]
+
+    # history and notifications ------------------------------------------------------------
+
+    def history(
+        self,
+        account: str | None = None,
+        since: datetime | None = None,
+        after_id: int | None = None,
+        scan_run: int | None = None,
+    ) -> list[Change]:
+        """Stored changes, oldest first: of one account, since a time (naive UTC), after a
+        history id, or of one scan run."""
+        from ..history import Change
+
+        with Session(self.engine) as s:
+            query = select(HistoryRow, AccountRow.name).join(
+                AccountRow, AccountRow.id == HistoryRow.account_id
+            )
+            if account is not None:
+                query = query.where(AccountRow.name == account)
+            if since is not None:
+                query = query.where(HistoryRow.at >= since)
+            if after_id is not None:
+                query = query.where(HistoryRow.id > after_id)
+            if scan_run is not None:
+                query = query.where(HistoryRow.scan_run_id == scan_run)
             return [
-                InstitutionState(
-                    r.key,
-                    r.name,
-                    r.login_id,
-                    r.application_number,
-                    r.address,
-                    r.state,
-                    r.path,
-                    r.row,
-                    tuple(r.reasons or ()),
+                Change(
+                    account=name,
+                    key=r.institution_key,
+                    institution=r.institution,
+                    from_state=r.from_state,
+                    to_state=r.to_state,
+                    from_path=r.from_path,
+                    to_path=r.to_path,
+                    login_id=r.login_id,
+                    changes=_reasons(r.changes),
+                    new_warnings=tuple(r.new_warnings or ()),
+                    cause=r.cause,
+                    scan_run=r.scan_run_id,
+                    id=r.id,
+                    at=r.at,
                 )
-                for r in rows
+                for r, name in s.execute(query.order_by(HistoryRow.id))
             ]
+
+    def last_history_id(self) -> int:
+        with Session(self.engine) as s:
+            return s.scalar(select(func.max(HistoryRow.id))) or 0
+
+    def notified_up_to(self) -> int | None:
+        """The last history id a summary mail covered; None before the first one."""
+        with Session(self.engine) as s:
+            row = s.get(NotifyStateRow, 1)
+            return row.last_history_id if row is not None else None
+
+    def set_notified(self, history_id: int, sent: bool) -> None:
+        """Move the watermark on (never back: a slower run cannot resend what a faster sent)."""
+        with self._writing() as s:
+            row = s.get(NotifyStateRow, 1)
+            if row is None:
+                row = NotifyStateRow(id=1, last_history_id=history_id)
+                s.add(row)
+            row.last_history_id = max(row.last_history_id, history_id)
+            if sent:
+                row.sent_at = now()
 
     # scan runs ----------------------------------------------------------------------------
 
@@ -534,10 +664,30 @@ def _scanned(row, present: bool = True) -> ScannedMessage:
     )
 
 
+def _institution_state(r: InstitutionRow) -> InstitutionState:
+    return InstitutionState(
+        r.key,
+        r.name,
+        r.login_id,
+        r.application_number,
+        r.address,
+        r.state,
+        r.path,
+        r.row,
+        tuple(r.reasons or ()),
+        tuple(r.warnings) if r.warnings is not None else None,
+        tuple(r.suspicious) if r.suspicious is not None else None,
+    )
+
+
 def _account_info(r: AccountRow) -> AccountInfo:
-    quota = None
-    if r.quota_limit_kib is not None and r.quota_used_kib is not None:
-        quota = Quota(r.quota_used_kib, r.quota_limit_kib)
+    storage = (r.quota_used_kib, r.quota_limit_kib)
+    count = (r.quota_messages, r.quota_message_limit)
+    if None in storage:
+        storage = (None, None)
+    if None in count:
+        count = (None, None)
+    quota = Quota(*storage, *count) if storage[0] is not None or count[0] is not None else None
     return AccountInfo(
         r.name, r.institution, r.address, quota, r.last_scan_at, r.last_error, r.quota_checked_at
     )
