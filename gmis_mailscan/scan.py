@@ -18,7 +18,7 @@ from .config import Account, Config
 from .parse import UnparseableMessage, parse, parse_head
 from .records import UNPARSEABLE, RawMessage, Reason, ScannedMessage
 from .rules import Rules
-from .sources import Folder, Source, SourceError
+from .sources import Batch, Folder, FolderState, Source, SourceError
 from .sources.local import LocalSource
 from .store.repo import Repo, now
 from .verify import VerifyPolicy, verify
@@ -220,11 +220,16 @@ def _scan_account(
     source = None
     try:
         source = opener(account, config, rules)
+        states = repo.folder_states(account.name)
         changed = False
-        for folder in source.folders():
+        for folder in source.folders(known=states):
             progress.folder(account.name, folder)
+            state = states.get(folder.name, FolderState())
+            if state.unchanged(folder.status):  # the server says so: nothing to ask it
+                outcome.folders.append((folder.name, folder.role, 0))
+                continue
             fetched, folder_changed = _scan_folder(
-                account.name, folder, source, repo, rules, policy, run_id, outcome, progress
+                account.name, folder, state, source, repo, rules, policy, run_id, outcome, progress
             )
             changed |= folder_changed
             outcome.folders.append((folder.name, folder.role, fetched))
@@ -265,6 +270,7 @@ def _quota_ratio(
 def _scan_folder(
     account: str,
     folder: Folder,
+    state: FolderState,
     source: Source,
     repo: Repo,
     rules: Rules,
@@ -276,17 +282,28 @@ def _scan_folder(
     """Fetch new messages of one folder in batches, each stored with the folder state.
 
     Returns the messages fetched and whether the folder changed since the last scan (new
-    UIDs, a new UIDVALIDITY, or known messages gone).
+    UIDs, a new UIDVALIDITY, or known messages gone). Whether known messages are still there
+    is asked only when the message count says some may have left (FolderState.may_have_lost).
     """
-    state = repo.folder_state(account, folder.name)
     fetched = 0
     changed = state.uidvalidity is None
+    seen: set[str] = set()
+    end = Batch((), state.uidvalidity, state.last_uid)
     for batch in source.fetch(folder, state):
         changed |= batch.uidvalidity != state.uidvalidity or batch.last_uid != state.last_uid
         scanned = [s for s in (examine(m, rules, policy) for m in batch.messages) if s]
         outcome.stored += repo.store_batch(
-            account, folder.name, folder.role, scanned, batch.uidvalidity, batch.last_uid, run_id
+            account,
+            folder.name,
+            folder.role,
+            scanned,
+            batch.uidvalidity,
+            batch.last_uid,
+            run_id,
+            batch.exists,
         )
+        seen |= {m.locator for m in scanned}
+        end = batch
         fetched += len(batch.messages)
         outcome.fetched += len(batch.messages)
         progress.fetched(account, folder, len(batch.messages), batch.total)
@@ -299,8 +316,9 @@ def _scan_folder(
             len(scanned),
             batch.last_uid,
         )
-    known = set(repo.folder_state(account, folder.name).known)
-    if known:
+    # a new UIDVALIDITY: store_batch marked the old numbering's locations removed
+    known = seen | (state.known if end.uidvalidity == state.uidvalidity else set())
+    if known and state.may_have_lost(end.uidvalidity, end.last_uid, end.exists):
         changed |= repo.prune_locations(account, folder.name, source.present(folder, known)) > 0
     return fetched, changed
 

@@ -201,8 +201,15 @@ class DovecotServer:
         mail_user: str = "mail",
         start_timeout: float = 30.0,
         oauth2_introspection_url: str | None = None,
+        imap_capability: str | None = None,
+        rawlog: bool = False,
     ) -> None:
         self.junk_names = tuple(junk_names)
+        #: Dovecot's ``imap_capability`` (e.g. ``"-LIST-STATUS -CONDSTORE"`` hides those two
+        #: extensions from CAPABILITY; the server still understands them).
+        self.imap_capability = imap_capability
+        #: Record every session's client commands after login (``session_commands``).
+        self.rawlog = rawlog
         #: With a URL, an OAuth2 passdb (XOAUTH2/OAUTHBEARER, RFC 7662 introspection by POST
         #: ``token=<token>``; the JSON answer must hold ``"active": true`` and ``"username"``)
         #: is added in front of the passwd-file one, which still serves PLAIN/LOGIN and the
@@ -490,7 +497,7 @@ service anvil {{{no_chroot}
 }}
 
 protocol imap {{
-  mail_plugins = $mail_plugins imap_quota
+  mail_plugins = $mail_plugins imap_quota{self._imap_extras()}
 }}
 
 plugin {{
@@ -500,6 +507,14 @@ plugin {{
   mail_log_fields = uid box msgid size flags
 }}
 """
+
+    def _imap_extras(self) -> str:
+        extras = ""
+        if self.imap_capability is not None:
+            extras += f"\n  imap_capability = {self.imap_capability}"
+        if self.rawlog:
+            extras += "\n  rawlog_dir = %h/rawlog"
+        return extras
 
     def _oauth2_config(self) -> str:
         """dovecot-oauth2.conf.ext: validate tokens at the introspection endpoint."""
@@ -605,8 +620,12 @@ plugin {{
             raise ValueError(f"junk_name {junk_name!r} not in junk_names {self.junk_names}")
         home = self.base / "home" / name
         home.mkdir(mode=0o700)
+        if self.rawlog:
+            (home / "rawlog").mkdir(mode=0o700)
         if self._is_root:
             os.chown(home, self._mail_uid, self._mail_gid)
+            if self.rawlog:
+                os.chown(home / "rawlog", self._mail_uid, self._mail_gid)
         folders = tuple(folders)
         user = User(name, password, home, junk_name, quota_kib, folders)
         self._write_passwd(user)
@@ -934,6 +953,25 @@ plugin {{
         name = re.escape(_name(user))
         self.wait_for_log(rf"imap\({name}\)<.*: Disconnected: ", count=count, timeout=timeout)
 
+    def session_commands(self, user: User | str) -> list[list[str]]:
+        """The commands (upper-cased names, UID joined: ``UID FETCH``) of each IMAP session
+        of ``user`` after login, oldest session first; needs ``rawlog=True``."""
+        sessions = []
+        for path in sorted((self._user(user).home / "rawlog").glob("*.in"), key=_mtime):
+            commands = []
+            for line in path.read_bytes().split(b"\r\n"):
+                words = line.decode("utf-8", "replace").split()
+                if words and re.fullmatch(r"\d+\.\d+", words[0]):
+                    words = words[1:]  # rawlog's timestamp of the read
+                if len(words) < 2 or not re.fullmatch(r"[A-Za-z0-9.]+", words[0]):
+                    continue  # a literal's bytes, a continuation, an empty line
+                name = words[1].upper()
+                if name == "UID" and len(words) > 2:
+                    name += " " + words[2].upper()
+                commands.append(name)
+            sessions.append(commands)
+        return sessions
+
     def error_log_lines(self) -> list[str]:
         """Warnings/errors Dovecot logged (a test can assert this stays empty)."""
         with contextlib.suppress(FileNotFoundError):
@@ -1008,3 +1046,7 @@ def dovecot_server() -> Iterator[DovecotServer]:
         yield server
     finally:
         server.stop()
+
+
+def _mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns

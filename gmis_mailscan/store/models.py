@@ -38,6 +38,7 @@ class FolderRow(Base):
     role: Mapped[str] = mapped_column(String(10))
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    messages: Mapped[int | None] = mapped_column(BigInteger)  # at last_uid (migration 0004)
     updated_at: Mapped[datetime | None]
 
 

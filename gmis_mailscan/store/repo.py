@@ -119,21 +119,38 @@ class Repo:
     # folders and messages -----------------------------------------------------------------
 
     def folder_state(self, account: str, folder: str) -> FolderState:
+        return self.folder_states(account).get(folder, FolderState())
+
+    def folder_states(self, account: str) -> dict[str, FolderState]:
+        """Every folder's state of an account in two queries: read once per scan."""
         with Session(self.engine) as s:
             acc = self._account(s, account)
-            row = s.scalar(
-                select(FolderRow).where(FolderRow.account_id == acc.id, FolderRow.name == folder)
-            )
-            known = s.scalars(
-                select(LocationRow.locator).where(
-                    LocationRow.account_id == acc.id,
-                    LocationRow.folder == folder,
-                    LocationRow.removed_at.is_(None),
+            known: dict[str, set[str]] = {}
+            for folder, locator in s.execute(
+                select(LocationRow.folder, LocationRow.locator).where(
+                    LocationRow.account_id == acc.id, LocationRow.removed_at.is_(None)
                 )
-            ).all()
-            if row is None:
-                return FolderState(known=frozenset(known))
-            return FolderState(row.uidvalidity, row.last_uid, frozenset(known))
+            ):
+                known.setdefault(folder, set()).add(locator)
+            states = {
+                row.name: FolderState(
+                    row.uidvalidity,
+                    row.last_uid,
+                    frozenset(known.pop(row.name, ())),
+                    row.messages,
+                )
+                for row in s.execute(
+                    select(
+                        FolderRow.name,
+                        FolderRow.uidvalidity,
+                        FolderRow.last_uid,
+                        FolderRow.messages,
+                    ).where(FolderRow.account_id == acc.id)
+                )
+            }
+            for folder, locators in known.items():  # placed there, its folder never stored
+                states[folder] = FolderState(known=frozenset(locators))
+            return states
 
     def store_batch(
         self,
@@ -144,8 +161,11 @@ class Repo:
         uidvalidity: int | None,
         last_uid: int,
         run_id: int | None,
+        exists: int | None = None,
     ) -> int:
         """Store one batch and the folder's new state atomically; return rows added.
+
+        `exists` is the folder's message count at `last_uid` when known (see FolderState).
 
         A UIDVALIDITY different from the stored one means the server renumbered the folder:
         its old locations are marked removed in the same transaction (the rescan that follows
@@ -173,6 +193,7 @@ class Repo:
             frow.role = role
             frow.uidvalidity = uidvalidity
             frow.last_uid = max(frow.last_uid, last_uid)
+            frow.messages = exists if frow.last_uid == last_uid else None
             frow.updated_at = now()
             added = self._store_messages(s, acc.id, list(messages), run_id)
         return added
