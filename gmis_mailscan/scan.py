@@ -287,8 +287,8 @@ def _scan_folder(
     """
     fetched = 0
     changed = state.uidvalidity is None
-    seen: set[str] = set()
     end = Batch((), state.uidvalidity, state.last_uid)
+    seen: set[str] = set()  # locators fetched now: there
     for batch in source.fetch(folder, state):
         changed |= batch.uidvalidity != state.uidvalidity or batch.last_uid != state.last_uid
         scanned = [s for s in (examine(m, rules, policy) for m in batch.messages) if s]
@@ -316,10 +316,11 @@ def _scan_folder(
             len(scanned),
             batch.last_uid,
         )
-    # a new UIDVALIDITY: store_batch marked the old numbering's locations removed
-    known = seen | (state.known if end.uidvalidity == state.uidvalidity else set())
+    # After a new UIDVALIDITY store_batch marked the old numbering's locations removed.
+    known = set(state.known) - seen if end.uidvalidity == state.uidvalidity else set()
     if known and state.may_have_lost(end.uidvalidity, end.last_uid, end.exists):
-        changed |= repo.prune_locations(account, folder.name, source.present(folder, known)) > 0
+        present = source.present(folder, known) | seen
+        changed |= repo.prune_locations(account, folder.name, present) > 0
     return fetched, changed
 
 

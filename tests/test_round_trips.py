@@ -152,3 +152,43 @@ def test_uidvalidity_change_rescans_that_folder_without_duplicates(server, tmp_p
     assert dict((n, f) for n, _, f in again.folders)[DEEP] == 1  # fetched again, stored once
     assert last_session(server, user, 2).count("EXAMINE") == 1
     assert report(run) == fresh_report(server, user, tmp_path / "fresh")
+
+
+class _Writes:
+    """A socket that records each write (sendall) before passing it on."""
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+        self.writes: list[bytes] = []
+
+    def sendall(self, data) -> None:
+        self.writes.append(bytes(data))
+        self._sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def test_every_command_goes_in_one_write(server, tmp_path):
+    """No split sends: IMAPClient alone writes a command's text and its CRLF separately."""
+    from gmis_mailscan.scan import open_source, scan
+
+    user, _ = mailbox(server, "onewrite")
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
+    sockets: list[_Writes] = []
+
+    def opener(account, config, rules):
+        source = open_source(account, config, rules)
+        sockets.append(_Writes(source.client._imap.sock))
+        source.client._imap.sock = sockets[-1]
+        return source
+
+    for scans in (1, 2):
+        server.append(user, DEEP, mailfactory.build("password_registration"))
+        assert scan(run.config, run.rules, run.repo, opener=opener).accounts[0].ok
+        (writes,) = [s.writes for s in sockets[-1:]]
+        commands = last_session(server, user, scans)
+        assert all(w.endswith(b"\r\n") for w in writes)
+        statuses = commands.count("STATUS")  # sent together, in one write
+        assert len(writes) == len(commands) - statuses + (statuses > 0)
+        assert "CAPABILITY" not in commands  # the login answer said them

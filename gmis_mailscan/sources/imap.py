@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import logging
 import queue
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Collection, Iterator
@@ -489,6 +490,7 @@ def _connect(settings: ImapSettings, timeout: float) -> IMAPClient:
         )
         if settings.security == "starttls":
             client.starttls(context)
+        _one_write_per_command(client)
         return client
     except ssl.SSLCertVerificationError as exc:
         raise SourceError(
@@ -503,6 +505,29 @@ def _connect(settings: ImapSettings, timeout: float) -> IMAPClient:
         raise SourceError(f"{where}: {exc}") from None
 
 
+def _one_write_per_command(client: IMAPClient) -> None:
+    """Send each command line in one write, and do not let Nagle hold it back.
+
+    IMAPClient sends a command's text and its CRLF in two send() calls: on a real link
+    Nagle's algorithm holds the second until the server acknowledges the first, about one
+    more round trip per command. The pieces are now joined until the line ends (a literal
+    that waits for the server's continuation ends its line, so it still goes at once).
+    """
+    imap = client._imap
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    pending: list[bytes] = []
+    send = imap.send
+
+    def send_line(data: bytes) -> None:
+        pending.append(data)
+        if data.endswith(b"\r\n"):
+            line = b"".join(pending)
+            pending.clear()
+            send(line)
+
+    imap.send = send_line
+
+
 def _login(client: IMAPClient, settings: ImapSettings, timeout: float) -> None:
     try:
         if settings.auth == "oauth2":
@@ -511,6 +536,7 @@ def _login(client: IMAPClient, settings: ImapSettings, timeout: float) -> None:
         else:
             assert settings.password is not None
             client.login(settings.username, read_password(settings.password, timeout))
+        client.capabilities()  # cached from the login answer, which the first EXAMINE flushes
     except CredentialError as exc:
         raise SourceError(str(exc)) from None
     except LoginError as exc:
