@@ -189,6 +189,8 @@ def scan_command(ctx: Context, names, maildir, mbox, eml_dir, junk, name) -> Non
         if not got:
             fail("another scan is running on this database; try again later", EXIT_LOCKED)
         outcome = _run_scan(ctx, config, rules, repo, accounts)
+        if all(a.skipped == "held" for a in outcome.accounts):  # PostgreSQL: all taken
+            fail("another scan is running on this database; try again later", EXIT_LOCKED)
         assess_all(config, rules, repo)
     _print_outcome(ctx, outcome)
     sys.exit({"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}[outcome.status])
@@ -204,6 +206,9 @@ def _run_scan(ctx, config, rules, repo, accounts) -> ScanOutcome:
 
 def _print_outcome(ctx: Context, outcome: ScanOutcome) -> None:
     for a in outcome.accounts:
+        if a.skipped and not ctx.quiet:
+            click.echo(f"{a.name}: scanned by another scanner on this database")
+            continue
         if a.error:
             click.echo(f"{a.name}: FAILED: {a.error}", err=True)
             continue

@@ -20,6 +20,7 @@ from .records import UNPARSEABLE, RawMessage, Reason, ScannedMessage
 from .rules import Rules
 from .sources import Batch, Folder, FolderState, Source, SourceError
 from .sources.local import LocalSource
+from .store.db import account_lock
 from .store.repo import Repo, now
 from .verify import VerifyPolicy, verify
 
@@ -34,6 +35,9 @@ class AccountOutcome:
     stored: int = 0  # new message rows
     folders: list[tuple[str, str, int]] = field(default_factory=list)  # (name, role, fetched)
     quota_ratio: float | None = None
+    #: Not scanned by this run (PostgreSQL, several scanners): "held" while another scanner
+    #: had it locked, "done" when another one scanned it since this run began.
+    skipped: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -185,15 +189,23 @@ def scan(
     progress = progress or Progress()
     policy = verify_policy(config, rules)
     chosen = list(config.accounts if accounts is None else accounts)
+    started = now()
     run_id = repo.start_run()
     workers = max(1, min(config.concurrency, len(chosen)))
+
+    def claimed(account: Account) -> AccountOutcome:
+        """Scan one account under its lock, unless another scanner has it or just did."""
+        with account_lock(repo.engine, account.name, config.lock_timeout) as got:
+            if not got:
+                return AccountOutcome(account.name, skipped="held")
+            info = repo.account(account.name)
+            last = info.last_scan_at if info is not None else None
+            if not config.lock_timeout and last is not None and last >= started:
+                return AccountOutcome(account.name, skipped="done")  # by another, this round
+            return _scan_account(account, config, rules, repo, policy, progress, opener, run_id)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        outcomes = list(
-            pool.map(
-                lambda a: _scan_account(a, config, rules, repo, policy, progress, opener, run_id),
-                chosen,
-            )
-        )
+        outcomes = list(pool.map(claimed, chosen))
     result = ScanOutcome(run_id, outcomes)
     repo.finish_run(
         run_id,
