@@ -77,6 +77,7 @@ class Repo:
         # scan's account threads queue on this lock instead. PostgreSQL needs none.
         sqlite = engine.dialect.name == "sqlite"
         self._write_lock = threading.Lock() if sqlite else contextlib.nullcontext()
+        self._account_ids: dict[str, int] = {}  # see _account_id
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Session]:
@@ -172,18 +173,18 @@ class Repo:
         finds the messages again under their new UIDs); the messages stay.
         """
         with self._writing() as s:
-            acc = self._account(s, account)
+            acc_id = self._account_id(s, account)
             frow = s.scalar(
-                select(FolderRow).where(FolderRow.account_id == acc.id, FolderRow.name == folder)
+                select(FolderRow).where(FolderRow.account_id == acc_id, FolderRow.name == folder)
             )
             if frow is None:
-                frow = FolderRow(account_id=acc.id, name=folder, role=role, last_uid=0)
+                frow = FolderRow(account_id=acc_id, name=folder, role=role, last_uid=0)
                 s.add(frow)
             elif frow.uidvalidity is not None and uidvalidity != frow.uidvalidity:
                 s.execute(
                     update(LocationRow)
                     .where(
-                        LocationRow.account_id == acc.id,
+                        LocationRow.account_id == acc_id,
                         LocationRow.folder == folder,
                         LocationRow.removed_at.is_(None),
                     )
@@ -195,7 +196,7 @@ class Repo:
             frow.last_uid = max(frow.last_uid, last_uid)
             frow.messages = exists if frow.last_uid == last_uid else None
             frow.updated_at = now()
-            added = self._store_messages(s, acc.id, list(messages), run_id)
+            added = self._store_messages(s, acc_id, list(messages), run_id)
         return added
 
     def _store_messages(
@@ -269,12 +270,12 @@ class Repo:
         received, and the decision must not fall back to "apply for a new account".
         """
         with self._writing() as s:
-            acc = self._account(s, account)
+            acc_id = self._account_id(s, account)
             gone = [
                 loc
                 for loc in s.scalars(
                     select(LocationRow).where(
-                        LocationRow.account_id == acc.id,
+                        LocationRow.account_id == acc_id,
                         LocationRow.folder == folder,
                         LocationRow.removed_at.is_(None),
                     )
@@ -458,6 +459,12 @@ class Repo:
             }
 
     # helpers ------------------------------------------------------------------------------
+
+    def _account_id(self, s: Session, name: str) -> int:
+        """The account row's id, asked once per Repo: a scan stores many batches per account."""
+        if name not in self._account_ids:
+            self._account_ids[name] = self._account(s, name).id
+        return self._account_ids[name]
 
     @staticmethod
     def _account(s: Session, name: str, create: bool = False, missing_ok: bool = False):
