@@ -127,7 +127,7 @@ class ImapSource:
             names = [n for n in listed if n not in skipped]
         for name in names:
             if not (early and listed.get(name) == "inbox"):  # INBOX by another spelling
-                yield Folder(name, listed.get(name, "inbox"), statuses.get(name))
+                yield Folder(name, listed[name], statuses.get(name))
 
     def quota(self) -> Quota | None:
         """Usage of the INBOX quota root's STORAGE resource, or None when unknown."""
