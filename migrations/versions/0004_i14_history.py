@@ -6,7 +6,7 @@ with its scan run and time; `notify_state` remembers up to which row a summary m
 last seen, so the next assessment can tell what is new (NULL: not known before 0004).
 
 Revision ID: 0004_i14
-Revises: 0004_i16
+Revises: 0003
 Create Date: 2026-12-02
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_i14"
-down_revision = "0004_i16"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
