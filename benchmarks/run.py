@@ -3,6 +3,7 @@
 
     python benchmarks/run.py            # full run (builds the mailboxes the first time)
     python benchmarks/run.py --quick    # small mailbox, 1 repetition: checks the harness
+    python benchmarks/run.py --wan      # round trips at RTT 0/20/50 ms (benchmarks/wan.py)
 
 See BENCHMARKS.md for what is measured and how. The figures go to BENCHMARKS.md (full run)
 or benchmarks/data/quick/BENCHMARKS-quick.md (--quick), the raw samples to results.json
@@ -646,7 +647,15 @@ def main() -> None:
         "--only-profile", action="store_true", help="only the py-spy profiles, no figures"
     )
     parser.add_argument("--output", type=Path, help="report file (default BENCHMARKS.md)")
+    parser.add_argument("--wan", action="store_true", help="round trips behind a latency proxy")
     args = parser.parse_args()
+    if args.wan:
+        import wan
+
+        m = machine()
+        where = f"{m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}"
+        wan.main(args.reps or 1, args.output or REPO / "BENCHMARKS.md", where)
+        return
     spec = workload.QUICK if args.quick else workload.FULL
     reps = args.reps or (1 if args.quick else 5)
     data = (args.data_dir / spec.name).resolve()

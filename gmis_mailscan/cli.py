@@ -274,6 +274,8 @@ def scan_command(
         if not got:
             fail("another scan is running on this database; try again later", EXIT_LOCKED)
         outcome = _run_scan(ctx, config, rules, repo, accounts)
+        if all(a.skipped == "held" for a in outcome.accounts):  # PostgreSQL: all taken
+            fail("another scan is running on this database; try again later", EXIT_LOCKED)
         assessments = assess_all(config, rules, repo, cause="scan", scan_run=outcome.run_id)
         notified = not wanted or _notify_after_scan(config, rules, repo, assessments)
     _print_outcome(ctx, outcome)
@@ -327,6 +329,9 @@ def _run_scan(ctx, config, rules, repo, accounts) -> ScanOutcome:
 
 def _print_outcome(ctx: Context, outcome: ScanOutcome) -> None:
     for a in outcome.accounts:
+        if a.skipped and not ctx.quiet:
+            click.echo(f"{a.name}: scanned by another scanner on this database")
+            continue
         if a.error:
             click.echo(f"{a.name}: FAILED: {a.error}", err=True)
             continue

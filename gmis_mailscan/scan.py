@@ -22,7 +22,7 @@ from .forwards import Forward, claims_secretariat, find_forward
 from .parse import UnparseableMessage, parse, parse_head
 from .records import FORWARDED, UNPARSEABLE, ParsedMessage, RawMessage, Reason, ScannedMessage
 from .rules import Rules
-from .sources import Folder, Source, SourceError
+from .sources import Batch, Folder, FolderState, Source, SourceError
 from .sources.local import LocalSource
 from .verify import VerifyPolicy, verify
 
@@ -40,6 +40,9 @@ class AccountOutcome:
     stored: int = 0  # new message rows
     folders: list[tuple[str, str, int]] = field(default_factory=list)  # (name, role, fetched)
     quota_ratio: float | None = None
+    #: Not scanned by this run (PostgreSQL, several scanners): "held" while another scanner
+    #: had it locked, "done" when another one scanned it since this run began.
+    skipped: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -240,18 +243,29 @@ def scan(
     opener: SourceOpener = open_source,
 ) -> ScanOutcome:
     """Scan the accounts (all by default); record the run; never raise for one account."""
+    from .store.db import account_lock
+    from .store.repo import now
+
     progress = progress or Progress()
     policy = verify_policy(config, rules)
     chosen = list(config.accounts if accounts is None else accounts)
+    started = now()
     run_id = repo.start_run()
     workers = max(1, min(config.concurrency, len(chosen)))
+
+    def claimed(account: Account) -> AccountOutcome:
+        """Scan one account under its lock, unless another scanner has it or just did."""
+        with account_lock(repo.engine, account.name, config.lock_timeout) as got:
+            if not got:
+                return AccountOutcome(account.name, skipped="held")
+            info = repo.account(account.name)
+            last = info.last_scan_at if info is not None else None
+            if not config.lock_timeout and last is not None and last >= started:
+                return AccountOutcome(account.name, skipped="done")  # by another, this round
+            return _scan_account(account, config, rules, repo, policy, progress, opener, run_id)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        outcomes = list(
-            pool.map(
-                lambda a: _scan_account(a, config, rules, repo, policy, progress, opener, run_id),
-                chosen,
-            )
-        )
+        outcomes = list(pool.map(claimed, chosen))
     result = ScanOutcome(run_id, outcomes)
     repo.finish_run(
         run_id,
@@ -278,11 +292,16 @@ def _scan_account(
     source = None
     try:
         source = opener(account, config, rules)
+        states = repo.folder_states(account.name)
         changed = False
-        for folder in source.folders():
+        for folder in source.folders(known=states):
             progress.folder(account.name, folder)
+            state = states.get(folder.name, FolderState())
+            if state.unchanged(folder.status):  # the server says so: nothing to ask it
+                outcome.folders.append((folder.name, folder.role, 0))
+                continue
             fetched, folder_changed = _scan_folder(
-                account.name, folder, source, repo, rules, policy, run_id, outcome, progress
+                account.name, folder, state, source, repo, rules, policy, run_id, outcome, progress
             )
             changed |= folder_changed
             outcome.folders.append((folder.name, folder.role, fetched))
@@ -327,6 +346,7 @@ def _quota_ratio(
 def _scan_folder(
     account: str,
     folder: Folder,
+    state: FolderState,
     source: Source,
     repo: Repo,
     rules: Rules,
@@ -338,17 +358,28 @@ def _scan_folder(
     """Fetch new messages of one folder in batches, each stored with the folder state.
 
     Returns the messages fetched and whether the folder changed since the last scan (new
-    UIDs, a new UIDVALIDITY, or known messages gone).
+    UIDs, a new UIDVALIDITY, or known messages gone). Whether known messages are still there
+    is asked only when the message count says some may have left (FolderState.may_have_lost).
     """
-    state = repo.folder_state(account, folder.name)
     fetched = 0
     changed = state.uidvalidity is None
+    end = Batch((), state.uidvalidity, state.last_uid)
+    seen: set[str] = set()  # locators fetched now: there
     for batch in source.fetch(folder, state):
         changed |= batch.uidvalidity != state.uidvalidity or batch.last_uid != state.last_uid
         scanned = [s for s in (examine(m, rules, policy) for m in batch.messages) if s]
         outcome.stored += repo.store_batch(
-            account, folder.name, folder.role, scanned, batch.uidvalidity, batch.last_uid, run_id
+            account,
+            folder.name,
+            folder.role,
+            scanned,
+            batch.uidvalidity,
+            batch.last_uid,
+            run_id,
+            batch.exists,
         )
+        seen |= {m.locator for m in scanned}
+        end = batch
         fetched += len(batch.messages)
         outcome.fetched += len(batch.messages)
         progress.fetched(account, folder, len(batch.messages), batch.total)
@@ -361,9 +392,11 @@ def _scan_folder(
             len(scanned),
             batch.last_uid,
         )
-    known = set(repo.folder_state(account, folder.name).known)
-    if known:
-        changed |= repo.prune_locations(account, folder.name, source.present(folder, known)) > 0
+    # After a new UIDVALIDITY store_batch marked the old numbering's locations removed.
+    known = set(state.known) - seen if end.uidvalidity == state.uidvalidity else set()
+    if known and state.may_have_lost(end.uidvalidity, end.last_uid, end.exists):
+        present = source.present(folder, known) | seen
+        changed |= repo.prune_locations(account, folder.name, present) > 0
     return fetched, changed
 
 

@@ -7,7 +7,7 @@ and its state in one transaction, so an interrupted run resumes where it stopped
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,9 +15,19 @@ from ..records import FolderRole, RawMessage
 
 
 @dataclass(frozen=True)
+class FolderStatus:
+    """What the server says of a folder without opening it (STATUS, or LIST-STATUS)."""
+
+    uidvalidity: int
+    uidnext: int
+    messages: int
+
+
+@dataclass(frozen=True)
 class Folder:
     name: str
     role: FolderRole
+    status: FolderStatus | None = None  # None: not asked, the folder must be opened
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,30 @@ class FolderState:
     uidvalidity: int | None = None
     last_uid: int = 0
     known: frozenset[str] = field(default_factory=frozenset)  # locators already stored
+    messages: int | None = None  # the folder's message count when last_uid was stored
+
+    def unchanged(self, status: FolderStatus | None) -> bool:
+        """Same UIDVALIDITY, no UID handed out since, as many messages: nothing to ask."""
+        return (
+            status is not None
+            and self.messages is not None
+            and status.uidvalidity == self.uidvalidity
+            and status.uidnext - 1 == self.last_uid
+            and status.messages == self.messages
+        )
+
+    def may_have_lost(self, uidvalidity: int | None, last_uid: int, messages: int | None) -> bool:
+        """Can a message stored before be gone from the folder, seen its new state?
+
+        Every message it held then is still there exactly when it now holds as many plus
+        one per UID handed out since; fewer means something left (or came and went). A
+        renumbered folder's old locations are marked removed when it is stored anyway.
+        """
+        if self.messages is None or messages is None:
+            return True  # not counted (a local source, or state from before migration 0004)
+        if uidvalidity != self.uidvalidity:
+            return False
+        return messages < self.messages + (last_uid - self.last_uid)
 
 
 @dataclass(frozen=True)
@@ -37,6 +71,7 @@ class Batch:
     uidvalidity: int | None
     last_uid: int
     total: int | None = None  # messages this fetch of the folder will deliver, when known
+    exists: int | None = None  # the folder's message count at last_uid: on its last batch only
 
 
 @dataclass(frozen=True)
@@ -69,7 +104,9 @@ class SourceError(RuntimeError):
 
 
 class Source(Protocol):
-    def folders(self) -> Iterable[Folder]: ...
+    def folders(self, known: Collection[str] = ()) -> Iterable[Folder]:
+        """The folders to scan; `known` names those scanned before (see ImapSource)."""
+        ...
 
     def quota(self) -> Quota | None: ...
 

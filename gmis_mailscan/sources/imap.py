@@ -10,24 +10,27 @@ exactly later, since a server search is a substring match.
 from __future__ import annotations
 
 import contextlib
+import imaplib
 import ipaddress
 import logging
 import queue
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
-from imapclient.imapclient import JUNK, SocketTimeout
+from imapclient.imap_utf7 import decode as decode_utf7
+from imapclient.imapclient import JUNK, SocketTimeout, _normalise_search_criteria
+from imapclient.response_parser import parse_message_list, parse_response
 
 from ..config import Account, Config, ImapSettings
 from ..credentials import CredentialError, read_password, run_secret_command
 from ..records import FolderRole, RawMessage
 from ..rules import Rules
-from . import Batch, Folder, FolderState, Quota, SourceError, name_matches
+from . import Batch, Folder, FolderState, FolderStatus, Quota, SourceError, name_matches
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,9 @@ FETCH_KEY = b"BODY[]"  # what the server answers BODY.PEEK[] with
 #: A first scan searches a big folder in windows of this many UIDs (each message still once),
 #: so that the matches of one window are parsed while the server searches the next.
 SEARCH_WINDOW = 10_000
+#: What a rescan asks of every known folder instead of opening it (see FolderState.unchanged).
+_STATUS = "(UIDNEXT UIDVALIDITY MESSAGES)"
+StatusMap = dict[str, FolderStatus]
 
 
 def is_loopback(host: str) -> bool:
@@ -99,20 +105,23 @@ class ImapSource:
 
     # Source protocol ------------------------------------------------------------------------
 
-    def folders(self) -> Iterator[Folder]:
+    def folders(self, known: Collection[str] = ()) -> Iterator[Folder]:
         """INBOX, then every other folder but drafts ("auto") or the configured ones.
 
         A password mail a filter moved to another folder (or staff to Trash) was still received.
-        INBOX always exists (RFC 3501), so it is handed out before the folder list is asked
-        for: on Dovecot the first open of a big INBOX after a LIST costs ~60 ms at 100,000
-        messages (it refreshes its list index), before it under 1 ms. The caller scans each
-        folder before taking the next, so INBOX is read before the LIST is sent.
+        Folders scanned before (`known`) come with their STATUS, asked in one command (see
+        _listing), so the caller skips those that did not change without opening them.
+        On a first scan INBOX is handed out before the folder list is asked for (it always
+        exists, RFC 3501): on Dovecot the first open of a big INBOX after a LIST costs ~60 ms
+        at 100,000 messages (it refreshes its list index), before it under 1 ms. The caller
+        scans each folder before taking the next, so INBOX is read before the LIST is sent.
         """
         wanted = self.settings.folders
         inbox = wanted is None or "INBOX" in wanted
-        if inbox:
+        early = inbox and "INBOX" not in known
+        if early:
             yield Folder("INBOX", "inbox")
-        listed, skipped = self._list()
+        listed, skipped, statuses = self._list(known)
         if wanted is not None:
             there = ", ".join(sorted(listed, key=lambda n: (n != "INBOX", n)))
             for name in wanted:
@@ -124,12 +133,12 @@ class ImapSource:
                         name,
                         there,
                     )
-            names = [n for n in wanted if n != "INBOX" and n in listed]
+            names = [n for n in wanted if (n != "INBOX" or not early) and n in listed]
         else:
             names = [n for n in listed if n not in skipped]
         for name in names:
-            if not (inbox and listed.get(name) == "inbox"):  # INBOX by another spelling
-                yield Folder(name, listed[name])
+            if not (early and listed.get(name) == "inbox"):  # INBOX by another spelling
+                yield Folder(name, listed[name], statuses.get(name))
 
     def quota(self) -> Quota | None:
         """Usage of the INBOX quota root's STORAGE and MESSAGE resources, None when unknown.
@@ -155,25 +164,70 @@ class ImapSource:
         before (see _ahead): the server works while we do. Nothing else uses the connection
         until the last batch has been taken.
         """
-        info = self._select(folder.name)
+        searched = self._examine_and_search(folder, state)
+        info, found = searched if searched is not None else (self._select(folder.name), None)
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info.get(b"UIDNEXT", 0) or 0)
         start = state.last_uid + 1 if uidvalidity == state.uidvalidity else 1
         exists = int(info.get(b"EXISTS", 0) or 0)
         self._stop_fetching.clear()
-        batches = self._batches(folder, uidvalidity, uidnext, start, exists)
+        batches = self._batches(folder, uidvalidity, uidnext, start, exists, found)
         yield from _ahead(batches, self._stop_fetching, self._started_fetching)
+
+    def _examine_and_search(
+        self, folder: Folder, state: FolderState
+    ) -> tuple[dict, tuple[int, list[int]]] | None:
+        """EXAMINE and the UID SEARCH of a small folder in one write, when STATUS told its UIDs.
+
+        One round trip per folder opened instead of two. Returns EXAMINE's answer and
+        (first UID searched, the matches), or None to open the folder the ordinary way: no
+        STATUS, a folder big enough for several search windows, or a search that needs a
+        literal (which waits for the server's go-ahead).
+        """
+        status = folder.status
+        if status is None or not status.messages:
+            return None
+        start = state.last_uid + 1 if status.uidvalidity == state.uidvalidity else 1
+        windows = _windows(start, status.uidnext)
+        words = _normalise_search_criteria(["UID", windows[0][1], *self.criteria])
+        if len(windows) > 1 or any(max(word, default=0) > 127 for word in words):
+            return None
+        client, imap = self.client, self.client._imap
+        imap.untagged_responses = {}  # as imaplib's select: this folder's answers only
+        examine = b"EXAMINE " + client._normalise_folder(folder.name)
+        replies = pipeline(client, "EXAMINE", [examine, b"UID SEARCH " + b" ".join(words)])
+        typ, data = next(replies)
+        if typ != "OK":  # the SEARCH fails too, for want of a folder: read it, then say why
+            with contextlib.suppress(imaplib.IMAP4.error):
+                next(replies)
+            client._checkok("examine", typ, data)
+        imap.state, imap.is_readonly = "SELECTED", True
+        info = client._process_select_response(imap.untagged_responses)
+        self._selected = folder.name
+        typ, data = next(replies)
+        client._checkok("search", typ, data)
+        hits = parse_message_list(imap.untagged_responses.pop("SEARCH", [None]))
+        return info, (start, sorted(u for u in hits if u >= start))
 
     def _started_fetching(self, thread: threading.Thread) -> None:
         self._fetching = thread
 
     def _batches(
-        self, folder: Folder, uidvalidity: int, uidnext: int, start: int, exists: int
+        self,
+        folder: Folder,
+        uidvalidity: int,
+        uidnext: int,
+        start: int,
+        exists: int,
+        found: tuple[int, list[int]] | None = None,
     ) -> Iterator[Batch]:
         windows = _windows(start, uidnext) if exists else []
-        hits = self._window_hits(folder.name, windows)
+        if found is not None and windows == [(found[0], f"{found[0]}:*")]:
+            hits = _given(found[1])  # searched with the EXAMINE, as asked again now
+        else:
+            hits = self._window_hits(folder.name, windows)
         with contextlib.closing(hits):  # its extra connections are closed on any way out
-            yield from self._fetch_hits(folder, uidvalidity, uidnext, start, windows, hits)
+            yield from self._fetch_hits(folder, uidvalidity, uidnext, start, exists, windows, hits)
 
     def _fetch_hits(
         self,
@@ -181,10 +235,15 @@ class ImapSource:
         uidvalidity: int,
         uidnext: int,
         start: int,
+        exists: int,
         windows: list[tuple[int, str]],
         hits: Iterator[list[int]],
     ) -> Iterator[Batch]:
-        """Fetch each window's matches in batches, each with the folder state it completes."""
+        """Fetch each window's matches in batches, each with the folder state it completes.
+
+        The last batch carries the folder's message count `exists` (EXAMINE's, as UIDNEXT).
+        """
+        count = exists if uidnext else None  # without UIDNEXT, last_uid is no count's moment
         last_uid = max(start - 1, 0)
         found = 0
         for index, uids in enumerate(hits):
@@ -201,10 +260,16 @@ class ImapSource:
                 last_uid = chunk[-1]
                 final = last and i + self.batch_size >= len(uids)
                 state_uid = max(last_uid, uidnext - 1) if final else last_uid
-                yield Batch(messages, uidvalidity, state_uid, total=found if last else None)
+                yield Batch(
+                    messages,
+                    uidvalidity,
+                    state_uid,
+                    total=found if last else None,
+                    exists=count if final else None,
+                )
                 if final:
                     return
-        yield Batch((), uidvalidity, max(last_uid, uidnext - 1), total=found)
+        yield Batch((), uidvalidity, max(last_uid, uidnext - 1), total=found, exists=count)
 
     def _window_hits(
         self, folder: str, windows: list[tuple[int, str]]
@@ -297,12 +362,10 @@ class ImapSource:
     def capabilities(self) -> list[str]:
         return sorted(c.decode() for c in self.client.capabilities())
 
-    def _list(self) -> tuple[dict[str, FolderRole], set[str]]:
-        """Every selectable folder → role (INBOX first), and those "auto" leaves out."""
-        if not self.client.has_capability("SPECIAL-USE") and self.client.has_capability("XLIST"):
-            listing = self.client.xlist_folders()
-        else:
-            listing = self.client.list_folders()
+    def _list(self, known: Collection[str]) -> tuple[dict[str, FolderRole], set[str], StatusMap]:
+        """Every selectable folder → role (INBOX first), those "auto" leaves out, and the
+        STATUS of the `known` folders."""
+        listing, statuses = self._listing(known)
         roles: dict[str, FolderRole] = {}
         skipped: set[str] = set()
         for flags, delimiter, name in listing:
@@ -315,7 +378,51 @@ class ImapSource:
             ):
                 skipped.add(name)
         ordered = dict(sorted(roles.items(), key=lambda item: (item[1] != "inbox", item[0])))
-        return ordered, skipped
+        return ordered, skipped, statuses
+
+    def _listing(self, known: Collection[str]) -> tuple[list[tuple], StatusMap]:
+        """LIST, and the STATUS of the `known` folders in the same round trip where it can.
+
+        With LIST-STATUS (RFC 5819) one command answers both, for every folder (a first scan
+        then opens and searches each in one round trip: _examine_and_search); otherwise the
+        STATUS commands of every known folder go in one write after the LIST.
+        """
+        client = self.client
+        if not client.has_capability("SPECIAL-USE") and client.has_capability("XLIST"):
+            listing = client.xlist_folders()
+        elif client.has_capability("LIST-STATUS"):
+            imap = client._imap
+            typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"(STATUS {_STATUS})")
+            client._checkok("list", typ, data)
+            listing = client._proc_folder_list(imap._untagged_response(typ, data, "LIST")[1])
+            return listing, self._statuses(imap.untagged_responses.pop("STATUS", []))
+        else:
+            listing = client.list_folders()
+        if not known:
+            return listing, {}
+        names = {name for _, _, name in listing} & set(known)
+        commands = [
+            b"STATUS %s %s" % (client._normalise_folder(n), _STATUS.encode()) for n in names
+        ]
+        for _ in pipeline(client, "STATUS", commands):
+            pass  # a folder gone since the LIST answers NO: it has no STATUS, it is opened
+        return listing, self._statuses(client._imap.untagged_responses.pop("STATUS", []))
+
+    def _statuses(self, lines: list) -> StatusMap:
+        """Untagged STATUS responses → folder name → FolderStatus."""
+        out: StatusMap = {}
+        parsed = parse_response([line for line in lines if line not in (b"", None)])
+        for name, items in zip(parsed[::2], parsed[1::2], strict=True):
+            if isinstance(name, bytes):
+                name = decode_utf7(name) if self.client.folder_encode else name.decode()
+            values = {bytes(k).upper(): v for k, v in zip(items[::2], items[1::2], strict=True)}
+            try:
+                out[str(name)] = FolderStatus(
+                    int(values[b"UIDVALIDITY"]), int(values[b"UIDNEXT"]), int(values[b"MESSAGES"])
+                )
+            except (KeyError, TypeError, ValueError):  # incomplete: the folder is opened
+                continue
+        return out
 
     def _role(self, name: str, flags: set[bytes], delim: str) -> FolderRole:
         """A folder's role by its SPECIAL-USE flag, else by its name (rules/gmis.toml)."""
@@ -387,6 +494,25 @@ def _ahead(
         worker.join()
 
 
+def _given(uids: list[int]) -> Generator[list[int], None, None]:
+    yield uids
+
+
+def pipeline(client: IMAPClient, name: str, commands: list[bytes]) -> Iterator[tuple[str, list]]:
+    """Send `commands` (without tag or CRLF) in one write; each one's (type, data) in turn.
+
+    The server answers in order; untagged responses collect in imaplib's untagged_responses
+    as for a command sent alone, so only commands whose answers name what they are about
+    (STATUS names its folder) may share a flight.
+    """
+    imap = client._imap
+    tags = [imap._new_tag() for _ in commands]
+    if tags:
+        imap.send(b"".join(t + b" " + c + b"\r\n" for t, c in zip(tags, commands, strict=True)))
+    for tag in tags:
+        yield imap._command_complete(name, tag)
+
+
 def _windows(start: int, uidnext: int) -> list[tuple[int, str]]:
     """(lowest UID, UID set) of each search window from `start` on; the last one is open."""
     windows = []
@@ -434,6 +560,7 @@ def _connect(settings: ImapSettings, timeout: float) -> IMAPClient:
         client = _open(settings, context, timeout)
         if settings.security == "starttls":
             client.starttls(context)
+        _one_write_per_command(client)
         return client
     except ssl.SSLCertVerificationError as exc:
         raise SourceError(
@@ -512,6 +639,29 @@ def _answers_plain(settings: ImapSettings) -> bool:
         return False
 
 
+def _one_write_per_command(client: IMAPClient) -> None:
+    """Send each command line in one write, and do not let Nagle hold it back.
+
+    IMAPClient sends a command's text and its CRLF in two send() calls: on a real link
+    Nagle's algorithm holds the second until the server acknowledges the first, about one
+    more round trip per command. The pieces are now joined until the line ends (a literal
+    that waits for the server's continuation ends its line, so it still goes at once).
+    """
+    imap = client._imap
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    pending: list[bytes] = []
+    send = imap.send
+
+    def send_line(data: bytes) -> None:
+        pending.append(data)
+        if data.endswith(b"\r\n"):
+            line = b"".join(pending)
+            pending.clear()
+            send(line)
+
+    imap.send = send_line
+
+
 def _login(client: IMAPClient, settings: ImapSettings, timeout: float) -> None:
     try:
         if settings.auth == "oauth2":
@@ -520,6 +670,7 @@ def _login(client: IMAPClient, settings: ImapSettings, timeout: float) -> None:
         else:
             assert settings.password is not None
             client.login(settings.username, read_password(settings.password, timeout))
+        client.capabilities()  # cached from the login answer, which the first EXAMINE flushes
     except CredentialError as exc:
         raise SourceError(str(exc)) from None
     except LoginError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import mailbox
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from imapclient.imap_utf7 import decode as decode_utf7
@@ -36,7 +36,8 @@ class LocalSource:
             raise SourceError(f"{settings.kind} not found: {settings.path}")
         self._paths: dict[str, list[Path]] = self._discover()
 
-    def folders(self) -> list[Folder]:
+    def folders(self, known: Collection[str] = ()) -> list[Folder]:
+        """Every folder but the skipped ones; on disk a folder costs nothing to look at."""
         return [
             Folder(name, self._role(name))
             for name in self._paths

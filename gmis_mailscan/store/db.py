@@ -196,18 +196,12 @@ def current_revision(conn: Connection) -> str | None:
 def scan_lock(engine: Engine, wait_seconds: float) -> Iterator[bool]:
     """Hold the scan lock for the duration; yields False when another scan holds it.
 
-    Two cron runs may overlap. On PostgreSQL an advisory lock covers every scanner pointed at
-    the same database; on SQLite an exclusive lock file beside the database does.
+    Two cron runs may overlap. On SQLite an exclusive lock file beside the database makes
+    them take turns. On PostgreSQL scanners share the work instead: each account is locked
+    while it is scanned (account_lock), so this whole-database lock is not taken.
     """
     if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            got = _pg_lock(conn, wait_seconds)
-            try:
-                yield got
-            finally:
-                if got:
-                    conn.execute(text("SELECT pg_advisory_unlock(7426001)"))
-                    conn.commit()
+        yield True
         return
     database = engine.url.database
     if not database or database == ":memory:":
@@ -217,10 +211,31 @@ def scan_lock(engine: Engine, wait_seconds: float) -> Iterator[bool]:
         yield got
 
 
-def _pg_lock(conn, wait_seconds: float) -> bool:
+@contextmanager
+def account_lock(engine: Engine, account: str, wait_seconds: float) -> Iterator[bool]:
+    """Hold one account's scan lock; yields False when another scanner kept it throughout.
+
+    A PostgreSQL advisory lock keyed by the account name, so it covers scanners on other
+    machines pointed at the same database. On SQLite scan_lock already lets one scan in.
+    """
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = {"name": account}
+    with engine.connect() as conn:
+        got = _pg_lock(conn, wait_seconds, "7426003, hashtext(:name)", key)
+        try:
+            yield got
+        finally:
+            if got:
+                conn.execute(text("SELECT pg_advisory_unlock(7426003, hashtext(:name))"), key)
+                conn.commit()
+
+
+def _pg_lock(conn, wait_seconds: float, key: str, params: dict) -> bool:
     deadline = time.monotonic() + wait_seconds
     while True:
-        got = conn.execute(text("SELECT pg_try_advisory_lock(7426001)")).scalar()
+        got = conn.execute(text(f"SELECT pg_try_advisory_lock({key})"), params).scalar()
         conn.commit()
         if got or time.monotonic() >= deadline:
             return bool(got)

@@ -40,6 +40,7 @@ class FolderRow(Base):
     role: Mapped[str] = mapped_column(String(10))
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    messages: Mapped[int | None] = mapped_column(BigInteger)  # at last_uid (migration 0004)
     updated_at: Mapped[datetime | None]
 
 
@@ -171,7 +172,7 @@ class NotifyStateRow(Base):
 
 
 class RescueRow(Base):
-    """One message `rescue` moved (or is moving) out of a junk folder (migration 0004_i12).
+    """One message `rescue` moved (or is moving) out of a junk folder (migration 0007).
 
     Written with status "started" before the first IMAP write and completed afterwards
     ("moved"; "copied" when the server has no UIDPLUS and the original stays), so a run

@@ -88,6 +88,7 @@ class Repo:
         # scan's account threads queue on this lock instead. PostgreSQL needs none.
         sqlite = engine.dialect.name == "sqlite"
         self._write_lock = threading.Lock() if sqlite else contextlib.nullcontext()
+        self._account_ids: dict[str, int] = {}  # see _account_id
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Session]:
@@ -132,21 +133,38 @@ class Repo:
     # folders and messages -----------------------------------------------------------------
 
     def folder_state(self, account: str, folder: str) -> FolderState:
+        return self.folder_states(account).get(folder, FolderState())
+
+    def folder_states(self, account: str) -> dict[str, FolderState]:
+        """Every folder's state of an account in two queries: read once per scan."""
         with Session(self.engine) as s:
             acc = self._account(s, account)
-            row = s.scalar(
-                select(FolderRow).where(FolderRow.account_id == acc.id, FolderRow.name == folder)
-            )
-            known = s.scalars(
-                select(LocationRow.locator).where(
-                    LocationRow.account_id == acc.id,
-                    LocationRow.folder == folder,
-                    LocationRow.removed_at.is_(None),
+            known: dict[str, set[str]] = {}
+            for folder, locator in s.execute(
+                select(LocationRow.folder, LocationRow.locator).where(
+                    LocationRow.account_id == acc.id, LocationRow.removed_at.is_(None)
                 )
-            ).all()
-            if row is None:
-                return FolderState(known=frozenset(known))
-            return FolderState(row.uidvalidity, row.last_uid, frozenset(known))
+            ):
+                known.setdefault(folder, set()).add(locator)
+            states = {
+                row.name: FolderState(
+                    row.uidvalidity,
+                    row.last_uid,
+                    frozenset(known.pop(row.name, ())),
+                    row.messages,
+                )
+                for row in s.execute(
+                    select(
+                        FolderRow.name,
+                        FolderRow.uidvalidity,
+                        FolderRow.last_uid,
+                        FolderRow.messages,
+                    ).where(FolderRow.account_id == acc.id)
+                )
+            }
+            for folder, locators in known.items():  # placed there, its folder never stored
+                states[folder] = FolderState(known=frozenset(locators))
+            return states
 
     def store_batch(
         self,
@@ -157,26 +175,29 @@ class Repo:
         uidvalidity: int | None,
         last_uid: int,
         run_id: int | None,
+        exists: int | None = None,
     ) -> int:
         """Store one batch and the folder's new state atomically; return rows added.
+
+        `exists` is the folder's message count at `last_uid` when known (see FolderState).
 
         A UIDVALIDITY different from the stored one means the server renumbered the folder:
         its old locations are marked removed in the same transaction (the rescan that follows
         finds the messages again under their new UIDs); the messages stay.
         """
         with self._writing() as s:
-            acc = self._account(s, account)
+            acc_id = self._account_id(s, account)
             frow = s.scalar(
-                select(FolderRow).where(FolderRow.account_id == acc.id, FolderRow.name == folder)
+                select(FolderRow).where(FolderRow.account_id == acc_id, FolderRow.name == folder)
             )
             if frow is None:
-                frow = FolderRow(account_id=acc.id, name=folder, role=role, last_uid=0)
+                frow = FolderRow(account_id=acc_id, name=folder, role=role, last_uid=0)
                 s.add(frow)
             elif frow.uidvalidity is not None and uidvalidity != frow.uidvalidity:
                 s.execute(
                     update(LocationRow)
                     .where(
-                        LocationRow.account_id == acc.id,
+                        LocationRow.account_id == acc_id,
                         LocationRow.folder == folder,
                         LocationRow.removed_at.is_(None),
                     )
@@ -186,8 +207,9 @@ class Repo:
             frow.role = role
             frow.uidvalidity = uidvalidity
             frow.last_uid = max(frow.last_uid, last_uid)
+            frow.messages = exists if frow.last_uid == last_uid else None
             frow.updated_at = now()
-            added = self._store_messages(s, acc.id, list(messages), run_id)
+            added = self._store_messages(s, acc_id, list(messages), run_id)
         return added
 
     def _store_messages(
@@ -261,12 +283,12 @@ class Repo:
         received, and the decision must not fall back to "apply for a new account".
         """
         with self._writing() as s:
-            acc = self._account(s, account)
+            acc_id = self._account_id(s, account)
             gone = [
                 loc
                 for loc in s.scalars(
                     select(LocationRow).where(
-                        LocationRow.account_id == acc.id,
+                        LocationRow.account_id == acc_id,
                         LocationRow.folder == folder,
                         LocationRow.removed_at.is_(None),
                     )
@@ -568,6 +590,12 @@ class Repo:
             }
 
     # helpers ------------------------------------------------------------------------------
+
+    def _account_id(self, s: Session, name: str) -> int:
+        """The account row's id, asked once per Repo: a scan stores many batches per account."""
+        if name not in self._account_ids:
+            self._account_ids[name] = self._account(s, name).id
+        return self._account_ids[name]
 
     @staticmethod
     def _account(s: Session, name: str, create: bool = False, missing_ok: bool = False):

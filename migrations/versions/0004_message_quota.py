@@ -3,7 +3,7 @@
 A server may limit a mailbox by its number of messages alone; a mailbox full by count refuses
 mail just as one full by size does.
 
-Revision ID: 0004_i16
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02
 """
@@ -11,8 +11,8 @@ Create Date: 2026-12-02
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_i16"
-down_revision = "0004_i14"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -4,16 +4,16 @@ A row is written before the first IMAP command that changes the mailbox (status 
 and completed after it ("moved", or "copied" when the server cannot expunge by UID), so a
 run cut off in the middle leaves a trace the next run completes.
 
-Revision ID: 0004_i12
-Revises: 0003
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_i12"
-down_revision = "0004_i16"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -5,16 +5,16 @@ with its scan run and time; `notify_state` remembers up to which row a summary m
 (at-least-once, never twice). The institutions table keeps the warnings and suspicious mail
 last seen, so the next assessment can tell what is new (NULL: not known before 0004).
 
-Revision ID: 0004_i14
-Revises: 0004_i16
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_i14"
-down_revision = "0004_i16"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,85 @@
+"""Two scanners on one PostgreSQL share the accounts instead of taking turns (issue #11).
+
+Two `gmis-mailscan scan` processes start together over the same 10 accounts on one real
+PostgreSQL, one account at a time each ([scan] concurrency = 1). Each account is locked
+while it is scanned (an advisory lock keyed by the account), so one scanner skips an account
+the other holds or has scanned since it began. A TCP proxy holds the server's bytes back
+until both scanners are inside an account, so both are certain to scan some.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import mailfactory
+import pytest
+from reliability import cli_popen, imap_account, report, rows, run_scan, sqlite_url, write_config
+from tcpproxy import TcpProxy
+
+ACCOUNTS = 10
+WAIT = 60
+
+
+@pytest.fixture(scope="module")
+def mailboxes(dovecot_server):
+    server = dovecot_server
+    users = []
+    for n in range(ACCOUNTS):
+        user = server.new_user("shared")
+        kind = ("password_registration", "account_notice", "user_confirmation")[n % 3]
+        server.append(user, "INBOX", mailfactory.build(kind, institution=f"病院{n}"))
+        server.append(user, "INBOX", mailfactory.build("unrelated"))
+        users.append(user)
+    return server, users
+
+
+def _config(tmp, name, url, mailboxes, port):
+    server, users = mailboxes
+    accounts = [imap_account(server, u, tmp, port, name=u.name) for u in users]
+    return write_config(tmp / f"{name}.toml", url, accounts, scan={"concurrency": 1})
+
+
+def _round(config, proxy) -> list[set[str]]:
+    """Both scanners over every account; the accounts each one scanned itself."""
+    proxy.pause()
+    procs = [cli_popen(config, "scan"), cli_popen(config, "scan")]
+    try:
+        deadline = time.monotonic() + WAIT
+        while proxy.connections < 2:  # each scanner inside an account of its own
+            assert time.monotonic() < deadline, "both scanners should have connected"
+            assert all(p.poll() is None for p in procs)
+            time.sleep(0.01)
+        proxy.resume()
+        results = [p.communicate(timeout=WAIT) + (p.returncode,) for p in procs]
+    finally:
+        proxy.resume()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=WAIT)
+    assert [code for _, _, code in results] == [0, 0], results
+    scanned = []
+    for out, _, _ in results:
+        lines = out.splitlines()
+        mine = {line.split(":")[0] for line in lines if re.search(r": \d+ fetched, ", line)}
+        other = {line.split(":")[0] for line in lines if "by another scanner" in line}
+        assert len(mine) + len(other) == ACCOUNTS and not mine & other, out
+        scanned.append(mine)
+    return scanned
+
+
+def test_two_scanners_share_ten_accounts(mailboxes, postgres_url, tmp_path):
+    server, users = mailboxes
+    with TcpProxy(server.imap_port) as proxy:
+        shared = _config(tmp_path, "shared", postgres_url, mailboxes, proxy.port)
+        for round_ in (1, 2):
+            first, second = _round(shared, proxy)
+            assert first and second, "both scanners scan some accounts"
+            assert first | second == {u.name for u in users} and not first & second
+            assert proxy.connections == ACCOUNTS * round_  # each account scanned once
+    assert rows(postgres_url, "SELECT COUNT(*) FROM messages") == [(ACCOUNTS,)]
+    url = sqlite_url(tmp_path / "direct.sqlite3")
+    direct = _config(tmp_path, "direct", url, mailboxes, server.imap_port)
+    assert run_scan(direct).status == "ok"
+    assert report(shared) == report(direct)
