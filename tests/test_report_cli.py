@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import mailfactory
@@ -72,12 +75,20 @@ def test_configured_time_zone_is_named(folder):
     assert doc["generated_at"].endswith("+00:00")  # JSON keeps ISO 8601 with its offset
 
 
-def test_machine_zone_from_tz(folder, monkeypatch):
-    import test_examples
-
-    monkeypatch.setitem(test_examples.ENV, "TZ", "America/New_York")
-    text = report(folder)
-    assert re.search(r"\((EST|EDT)\)", text), text[:200]
+def test_machine_zone_from_tz(folder):
+    """TZ is read when a process starts: this one runs as a real process."""
+    env = {k: v for k, v in os.environ.items() if k != "GMIS_MAILSCAN_CONFIG"}
+    env |= {"TZ": "America/New_York", "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gmis_mailscan", "-c", "config.toml", "report"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"\((EST|EDT)\)", proc.stdout), proc.stdout[:200]
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "html", "table"])
