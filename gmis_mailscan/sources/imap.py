@@ -387,7 +387,11 @@ class ImapSource:
             listing = client.xlist_folders()
         elif client.has_capability("LIST-STATUS"):
             imap = client._imap
-            typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"(STATUS {_STATUS})")
+            # RETURN options replace the defaults: without SPECIAL-USE asked for, a server may
+            # leave out \Junk, \All, \Sent and \Flagged (RFC 6154 §5.1), and roles would be lost.
+            special = "SPECIAL-USE " if client.has_capability("SPECIAL-USE") else ""
+            returned = f"({special}STATUS {_STATUS})"
+            typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", returned)
             client._checkok("list", typ, data)
             listing = client._proc_folder_list(imap._untagged_response(typ, data, "LIST")[1])
             return listing, self._statuses(imap.untagged_responses.pop("STATUS", []))
