@@ -33,9 +33,9 @@ def run(*args: str | Path, cwd: Path, code: int = 0) -> str:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gmis-wheel-") as tmp:
         root = Path(tmp)
-        leftover = not (REPO / "build").exists()
+        had_no_build = not (REPO / "build").exists()
         run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", root, REPO, cwd=root)
-        if leftover:  # setuptools builds in place; a build/ folder would confuse ruff's isort
+        if had_no_build:  # setuptools builds in place; a build/ folder would confuse ruff's isort
             shutil.rmtree(REPO / "build", ignore_errors=True)
         (wheel,) = root.glob("gmis_mailscan-*.whl")
         tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}

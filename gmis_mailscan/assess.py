@@ -9,6 +9,7 @@ to the institution it names, or to every institution when it names none of them.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypeGuard, get_args
 
 from .contacts import find_contact
 from .decide import ACCOUNT_TYPES, decide
@@ -20,6 +21,7 @@ from .records import (
     Evidence,
     EvidenceItem,
     ScannedMessage,
+    StaffAnswer,
 )
 from .rules import Contact, Rules
 from .sources import Quota
@@ -193,13 +195,17 @@ def _item(m: ScannedMessage) -> EvidenceItem:
     )
 
 
-def _staff_answer(facts: AccountFacts, key: str) -> str | None:
+def _staff_answer(facts: AccountFacts, key: str) -> StaffAnswer | None:
     """The newest answer for this institution, or for the whole account."""
     answer = None
     for institution, value in facts.answers:
-        if institution is None or compact(institution) == key:
+        if (institution is None or compact(institution) == key) and _is_answer(value):
             answer = value
     return answer
+
+
+def _is_answer(value: str) -> TypeGuard[StaffAnswer]:
+    return value in get_args(StaffAnswer)
 
 
 def _latest(messages: list[ScannedMessage], field: str, type_id: str | None = None) -> str | None:

@@ -52,7 +52,7 @@ from .sources import Folder
 from .tomlcheck import TomlError, did_you_mean
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from .scan import Progress as ScanProgress
     from .scan import ScanOutcome
@@ -122,7 +122,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     "config_option",
     metavar="PATH",
     envvar=ENV_CONFIG,
-    help="Config file (default ./config.toml, or $GMIS_MAILSCAN_CONFIG).",
+    help="Config file; else $GMIS_MAILSCAN_CONFIG, ./config.toml, the user's config folder, "
+    "/etc/gmis-mailscan/ (`doctor` shows which).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the report (for cron).")
 @click.option("--verbose", "-v", is_flag=True, help="Log what is done to stderr.")
@@ -178,7 +179,7 @@ def _bar_progress(progress: Progress) -> ScanProgress:
 
     class BarProgress(ScanProgress):
         def __init__(self) -> None:
-            self.tasks: dict[tuple[str, str], int] = {}
+            self.tasks: dict[tuple[str, str], TaskID] = {}
 
         def folder(self, account: str, folder: Folder) -> None:
             label = f"{account}: {folder.name} ({folder.role})"
@@ -548,11 +549,11 @@ def mark_command(ctx: Context, account: str, institution, note, lang: str | None
     else:
         repo.add_answer(account, answer, institution, note)
         click.echo(f"{account}: recorded {STAFF_ANSWERS[answer]}")
-    for a in assess_all(config, rules, repo, cause="mark"):
-        if a.account == account:
+    for item in assess_all(config, rules, repo, cause="mark"):
+        if item.account == account:
             click.echo(
-                f"  {a.institution or '(unknown)'}: {a.decision.state} → "
-                f"{rules.paths[a.decision.path].label}"
+                f"  {item.institution or '(unknown)'}: {item.decision.state} → "
+                f"{rules.paths[item.decision.path].label}"
             )
 
 

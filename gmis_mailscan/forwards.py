@@ -12,6 +12,7 @@ a spoof, or a spam filter's wrapper around it (parse/verify handle those).
 from __future__ import annotations
 
 import email
+import email.message
 import email.policy
 from dataclasses import dataclass, replace
 
@@ -70,7 +71,10 @@ def _attached(raw: bytes, rules: Rules) -> ParsedMessage | None:
                 return None
             if part.get_content_type() != "message/rfc822" or not part.is_multipart():
                 continue
-            inner = parse(part.get_payload(0).as_bytes())
+            attached = part.get_payload(0)
+            if not isinstance(attached, email.message.Message):
+                continue
+            inner = parse(attached.as_bytes())
             if claims_secretariat(inner, rules):
                 return inner
     except (UnparseableMessage, RecursionError, LookupError, ValueError, TypeError):

@@ -21,6 +21,7 @@ from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid
 from html import escape
 from pathlib import Path
+from typing import cast
 
 from .assess import Assessment
 from .config import NotifySettings
@@ -222,7 +223,8 @@ def message(settings: NotifySettings, summary: Summary) -> MIMEMultipart:
     msg = MIMEMultipart("alternative")
     msg["From"] = settings.sender
     msg["To"] = ", ".join(settings.to)
-    msg["Subject"] = Header(header_text(summary.subject), "utf-8")
+    # A compat32 message takes a Header as a value (typeshed's stubs allow only str).
+    msg["Subject"] = cast(str, Header(header_text(summary.subject), "utf-8"))
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid("gmis-mailscan", domain=settings.sender.rpartition("@")[2])
     msg["Auto-Submitted"] = "auto-generated"

@@ -298,7 +298,7 @@ def _bodies(msg: Message) -> tuple[str, str]:
         if kind not in ("text/plain", "text/html"):
             continue
         payload = part.get_payload(decode=True)
-        if payload is None:
+        if not isinstance(payload, bytes):  # None: nothing to decode
             continue
         text = decode_bytes(payload, part.get_content_charset())
         (plain if kind == "text/plain" else html).append(text)
@@ -312,7 +312,7 @@ def _html_to_text(html: str, soup: BeautifulSoup | None = None) -> str:
     the line breaks into the tree (bs4 insert_after) took quadratic time (20000 <div>: 16 s).
     """
     soup = soup if soup is not None else BeautifulSoup(html, "html.parser")
-    wanted = soup.interesting_string_types  # what get_text() keeps: text and CDATA
+    wanted = soup.interesting_string_types or ()  # what get_text() keeps: text and CDATA
     out: list[str] = []
     stack = [(iter(soup.contents), False)]
     while stack:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from .normalize import compact, nfkc
@@ -104,7 +105,8 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
     folders = top.table("folders")
     forwards = top.table("forwards", {})
     contacts = top.table("contacts")
-    rules = dict(
+    rules = partial(  # completed below, once its tables are checked and the flowchart read
+        Rules,
         sender=sender,
         candidate_from=tuple(compact(s) for s in candidate.str_list("from_contains")),
         candidate_subject=tuple(compact(s) for s in candidate.str_list("subject_contains")),
@@ -138,7 +140,7 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
     directories = tuple(
         _directory(path) for path in sorted((rules_dir / "contacts").glob("*.toml"))
     )
-    return Rules(**rules, states=states, paths=paths, directories=directories, rescued=rescued)
+    return rules(states=states, paths=paths, directories=directories, rescued=rescued)
 
 
 def _known_fields(table: Table, key: str, names: set[str]) -> tuple[str, ...]:

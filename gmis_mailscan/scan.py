@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .classify import classify, is_candidate
@@ -88,12 +89,12 @@ def diagnose(
     """Connect and look around without fetching: for `doctor`."""
     source = opener(account, config, rules)
     try:
-        settings = account.imap
-        where = (
-            f"{settings.security}://{settings.host}:{settings.port} as {settings.username}"
-            if settings
-            else f"{account.local.kind} {account.local.path}"
-        )
+        settings, local = account.imap, account.local
+        if settings is not None:
+            where = f"{settings.security}://{settings.host}:{settings.port} as {settings.username}"
+        else:
+            assert local is not None  # config.py gives every account IMAP or a local source
+            where = f"{local.kind} {local.path}"
         return {
             "where": where,
             "folders": list(source.folders()),
@@ -127,7 +128,8 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
             return None
     except Exception:  # whatever is wrong with it, parse() below says so
         pass
-    base = dict(
+    scanned = partial(
+        ScannedMessage,
         folder=raw.folder,
         folder_role=raw.folder_role,
         locator=raw.locator,
@@ -138,10 +140,9 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
     try:
         parsed = parse(raw.data)
     except UnparseableMessage as exc:
-        return ScannedMessage(**base, type=UNPARSEABLE, parse_error=str(exc))
+        return scanned(type=UNPARSEABLE, parse_error=str(exc))
     except Exception as exc:  # a parser bug must cost one message, not the run
-        return ScannedMessage(
-            **base,
+        return scanned(
             type=UNPARSEABLE,
             parse_error=f"internal error while parsing: {type(exc).__name__}: {exc}",
         )
@@ -150,7 +151,7 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
             return None
         forward = find_forward(parsed, raw.data, rules)
         if forward is not None:
-            return _forwarded(base, parsed, forward, raw, rules, policy)
+            return _forwarded(scanned, parsed, forward, raw, rules, policy)
         if raw.folder_role == "sent":  # read for forwards only: the rest was not received
             return None
         if raw.folder_role == "archive" and not claims_secretariat(parsed, rules):
@@ -158,16 +159,14 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
         classified = classify(parsed, rules)
         verdict = verify(parsed, raw.data, policy)
     except Exception as exc:  # a bug must cost one message, not the run
-        return ScannedMessage(
-            **base,
+        return scanned(
             type=UNPARSEABLE,
             message_id=parsed.message_id,
             subject=parsed.subject,
             parse_error=f"internal error while classifying: {type(exc).__name__}: {exc}",
         )
     addresses = [addr for _, addr in parsed.from_addresses]
-    return ScannedMessage(
-        **base,
+    return scanned(
         type=classified.type,
         message_id=parsed.message_id,
         subject=parsed.subject,
@@ -182,7 +181,7 @@ def examine(raw: RawMessage, rules: Rules, policy: VerifyPolicy) -> ScannedMessa
 
 
 def _forwarded(
-    base: dict,
+    scanned: Callable[..., ScannedMessage],
     parsed: ParsedMessage,
     forward: Forward,
     raw: RawMessage,
@@ -213,8 +212,7 @@ def _forwarded(
         "forwarded_by": forward.forwarder,
         "forwarded_subject": forward.inner.subject,
     }
-    return ScannedMessage(
-        **base,
+    return scanned(
         type=classified.type,
         message_id=parsed.message_id,
         subject=parsed.subject,

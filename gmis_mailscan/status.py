@@ -35,8 +35,12 @@ def assess_all(
         configured = config.accounts_by_name.get(name)
         facts = AccountFacts(
             name=name,
-            institution=configured.institution if configured else info and info.institution,
-            address=configured.address if configured else info and info.address,
+            institution=configured.institution
+            if configured
+            else info.institution
+            if info
+            else None,
+            address=configured.address if configured else info.address if info else None,
             quota=info.quota if info else None,
             last_error=info.last_error if info else None,
             answers=tuple((a.institution, a.answer) for a in repo.answers(name)),

@@ -16,8 +16,6 @@ from urllib.parse import unquote
 
 import authres
 import authres.dmarc
-import dkim
-from dkim.util import InvalidTagValueList, parse_tag_value
 
 from .links import extract_links, idna_decode, mask_token, split_authority, url_host
 from .normalize import strip_invisible
@@ -452,6 +450,9 @@ def _dkim_problem(
     raw: bytes, domain: str, dns_txt: Callable[[bytes], bytes | None] | None
 ) -> str | None:
     """None when a DKIM signature of the domain (or a subdomain) verifies, else why not."""
+    import dkim  # only with [verify] dkim = true: it loads a DNS resolver (~0.2 s)
+    from dkim.util import InvalidTagValueList, parse_tag_value
+
     try:
         message = dkim.DKIM(raw)
     except dkim.DKIMException as exc:

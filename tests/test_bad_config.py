@@ -2,6 +2,7 @@
 
 Each mistake must give exactly one line on stderr that names the file and the key, exit code
 2 (cli.py), nothing on stdout and no traceback: cron mails that line to whoever can fix it.
+The commands run in-process (tests/inprocess.py); the valid baseline runs as cron runs it.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import inprocess
 import pytest
-from reliability import REPO_ROOT, cli
+from reliability import REPO_ROOT
+from reliability import cli as subprocess_cli
 
 VALID = """\
 [database]
@@ -88,6 +91,10 @@ CASES = [
 ]  # fmt: skip
 
 
+def cli(config: Path, *args: str):
+    return inprocess.run(["--config", str(config), *args])
+
+
 def _write(tmp: Path, text: str) -> Path:
     (tmp / "password").write_text("secret\n")
     path = tmp / "config.toml"
@@ -117,7 +124,7 @@ def test_config_mistake_gives_one_line_and_exit_2(edit, key, why, tmp_path):
 def test_valid_config_is_accepted(tmp_path):
     """The baseline above is valid: only the edits make it fail (an unreachable server: 4)."""
     config = _write(tmp_path, VALID.replace("port = 143", "port = 9"))
-    result = cli(config, "scan")
+    result = subprocess_cli(config, "scan")
     assert result.returncode == 4, result.stderr
     assert "Traceback" not in result.stderr
 

@@ -3,10 +3,13 @@ each asserts the exact message and exit code a user or cron sees."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import mailfactory
 import pytest
 from click.testing import CliRunner
 
@@ -243,14 +246,43 @@ def test_starttls_or_plain_on_the_tls_port_is_named_before_the_timeout(
     )
 
 
-def test_a_missing_folder_lists_the_folders_there_are(tmp_path, dovecot_server):
+def test_a_missing_folder_is_a_warning_listing_the_folders_there_are(
+    tmp_path, dovecot_server, caplog
+):
     user = dovecot_server.new_user("nofolder", junk_name="迷惑メール", folders=("Archive",))
+    token = "MissingFolderTokenQx7pL2mN9vR4tY8"
+    dovecot_server.append(user, "INBOX", mailfactory.build("password_registration", token=token))
     path = imap_config(tmp_path, dovecot_server, user, port=dovecot_server.imaps_port)
     path.write_text(
-        path.read_text(encoding="utf-8") + 'folders = ["INBOX", "Junk"]\n', encoding="utf-8"
+        path.read_text(encoding="utf-8") + 'folders = ["INBOX", "Junk", "Archive"]\n',
+        encoding="utf-8",
     )
-    result = run("-c", str(path), "doctor", "--lang", "en", code=4)
-    assert result.stderr == (
-        "box: FAILED: folder 'Junk' not found on the server, which has: INBOX, Archive, 迷惑メール "
-        '(fix the account\'s folders, or remove it for "auto")\n'
+    result = run("-c", str(path), "scan")  # exit 0: the account was scanned
+    assert result.stdout.startswith("box: 1 fetched, 1 new; folders: INBOX (inbox) 1, Archive")
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning == (
+        "box: folder 'Junk' not found on the server, which has: INBOX, Archive, 迷惑メール (fix "
+        'the account\'s folders, or remove it for "auto"); its other folders are read'
     )
+    item = json.loads(run("-c", str(path), "report", "--format", "json").stdout)["institutions"]
+    assert [i["path"] for i in item] == ["method4"]
+    assert "'Archive'" in run("-c", str(path), "doctor").stdout  # exit 0: listed, not failed
+
+
+def test_migrations_without_one_head_are_left_to_alembic(tmp_path, monkeypatch):
+    """The plain-SQL shortcut must not take "no head found" for "up to date"."""
+    from gmis_mailscan.store import db
+
+    migrations = tmp_path / "migrations"
+    shutil.copytree(db.MIGRATIONS_DIR, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    head = db.head_revision()
+    (migrations / "versions" / "9999_branch.py").write_text(
+        f'revision = "9999"\ndown_revision = {head!r}\n', encoding="utf-8"
+    )
+    (migrations / "versions" / "9998_branch.py").write_text(
+        f'revision = "9998"\ndown_revision = {head!r}\n', encoding="utf-8"
+    )
+    monkeypatch.setattr(db, "MIGRATIONS_DIR", migrations)
+    assert db.head_revision() is None
+    with pytest.raises(db.DatabaseError, match="ultiple head"):
+        connect(f"sqlite:///{tmp_path / 'new.sqlite3'}")

@@ -6,14 +6,13 @@ import csv
 import io
 import json
 import mailbox
-import os
 import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
+import inprocess
 import mailfactory
 import pytest
 
@@ -22,8 +21,7 @@ from gmis_mailscan.parse import parse
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 EXPECTED = json.loads((EXAMPLES / "expected.json").read_text(encoding="utf-8"))
-ENV = {k: v for k, v in os.environ.items() if k != "GMIS_MAILSCAN_CONFIG"}
-ENV["COLUMNS"] = "200"
+ENV_CHANGES: dict[str, str | None] = {"GMIS_MAILSCAN_CONFIG": None, "COLUMNS": "200"}
 
 
 def _tokens() -> list[str]:
@@ -39,14 +37,8 @@ TOKENS = _tokens()
 
 
 def cli(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "gmis_mailscan", *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """The command in-process (tests/inprocess.py): only its output and exit code matter."""
+    proc = inprocess.run(list(args), cwd=cwd, env=ENV_CHANGES)
     assert proc.returncode == code, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
 

@@ -169,9 +169,16 @@ ERROR_CASES = [
         "required key is missing",
     ),
     (
-        "flowchart path missing",
+        "flowchart path misspelt",  # the typo is named, not the path it leaves missing
         "flowchart.toml",
         replace("[paths.review]", "[paths.reviews]"),
+        "paths.reviews",
+        "unknown key; did you mean 'review'?",
+    ),
+    (
+        "flowchart path missing",
+        "flowchart.toml",
+        replace("[paths.review]", "[paths.elsewhere]"),
         "paths.review",
         "required key is missing",
     ),

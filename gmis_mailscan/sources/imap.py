@@ -17,7 +17,7 @@ import queue
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from imapclient import IMAPClient
@@ -123,14 +123,17 @@ class ImapSource:
             yield Folder("INBOX", "inbox")
         listed, skipped, statuses = self._list(known)
         if wanted is not None:
-            missing = [f for f in wanted if f not in listed and f != "INBOX"]
-            if missing:
-                raise SourceError(
-                    f"folder {missing[0]!r} not found on the server, which has: "
-                    f"{', '.join(sorted(listed, key=lambda n: (n != 'INBOX', n)))} "
-                    '(fix the account\'s folders, or remove it for "auto")'
-                )
-            names = [n for n in wanted if n != "INBOX" or not early]
+            there = ", ".join(sorted(listed, key=lambda n: (n != "INBOX", n)))
+            for name in wanted:
+                if name not in listed and name != "INBOX":  # a warning: the rest is scanned
+                    log.warning(
+                        "%s: folder %r not found on the server, which has: %s (fix the "
+                        'account\'s folders, or remove it for "auto"); its other folders are read',
+                        self.account.name,
+                        name,
+                        there,
+                    )
+            names = [n for n in wanted if (n != "INBOX" or not early) and n in listed]
         else:
             names = [n for n in listed if n not in skipped]
         for name in names:
@@ -268,7 +271,9 @@ class ImapSource:
                     return
         yield Batch((), uidvalidity, max(last_uid, uidnext - 1), total=found, exists=count)
 
-    def _window_hits(self, folder: str, windows: list[tuple[int, str]]) -> Iterator[list[int]]:
+    def _window_hits(
+        self, folder: str, windows: list[tuple[int, str]]
+    ) -> Generator[list[int], None, None]:
         """The matching UIDs of each window, in window order.
 
         Several windows (a big folder's first scan) are searched on up to [scan]

@@ -45,7 +45,8 @@ def connect(url: str, *, migrate: bool = True) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:
         try:
-            if stored_revision(engine) != head_revision():
+            head = head_revision()  # None: the files show no single head, Alembic decides
+            if head is None or stored_revision(engine) != head:
                 _upgrade_or_explain(engine, parsed)
         except SQLAlchemyError as exc:  # unreachable, locked, not ours
             engine.dispose()

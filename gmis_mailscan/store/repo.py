@@ -11,9 +11,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import CursorResult, Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..config import Account
@@ -324,7 +324,7 @@ class Repo:
                     FolderRow.account_id == acc.id, FolderRow.name.not_in(scanned)
                 )
             )
-            return gone.rowcount or 0
+            return cast(CursorResult[Any], gone).rowcount or 0
 
     def messages(self, account: str) -> list[ScannedMessage]:
         """Every stored message of an account, once per folder that holds it now; a message
@@ -386,7 +386,7 @@ class Repo:
             return self._withdraw(s, acc.id, institution)
 
     def _withdraw(self, s: Session, account_id: int, institution: str | None) -> int:
-        result = s.execute(
+        result = s.execute(  # an UPDATE: the cursor's result, which counts its rows
             update(StaffAnswerRow)
             .where(
                 StaffAnswerRow.account_id == account_id,
@@ -397,7 +397,7 @@ class Repo:
             )
             .values(withdrawn_at=now())
         )
-        return result.rowcount or 0
+        return cast(CursorResult[Any], result).rowcount or 0
 
     def answers(self, account: str, include_withdrawn: bool = False) -> list[StaffAnswer]:
         with Session(self.engine) as s:
@@ -570,7 +570,7 @@ class Repo:
         self, run_id: int, status: str, fetched: int, stored: int, errors: list[str]
     ) -> None:
         with self._writing() as s:
-            row = s.get(ScanRunRow, run_id)
+            row = s.get_one(ScanRunRow, run_id)
             row.finished_at = now()
             row.status, row.fetched, row.stored, row.errors = status, fetched, stored, errors
 
