@@ -223,7 +223,7 @@ class ImapSource:
     ) -> Iterator[Batch]:
         windows = _windows(start, uidnext) if exists else []
         if found is not None and windows == [(found[0], f"{found[0]}:*")]:
-            hits = _given(found[1])  # searched with the EXAMINE, as asked again now
+            hits: Generator[list[int], None, None] = _given(found[1])  # searched with EXAMINE
         else:
             hits = self._window_hits(folder.name, windows)
         with contextlib.closing(hits):  # its extra connections are closed on any way out
@@ -498,7 +498,7 @@ def _ahead(
         worker.join()
 
 
-def _given(uids: list[int]) -> Iterator[list[int]]:
+def _given(uids: list[int]) -> Generator[list[int], None, None]:
     yield uids
 
 
