@@ -14,7 +14,7 @@ import re
 import smtplib
 import ssl
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -53,6 +53,10 @@ class Summary:
     subject: str
     text: str
     html: str
+    report: str | None = None  # the full HTML report (with the flowcharts), attached
+
+
+REPORT_FILENAME = "gmis-mailscan-report.html"
 
 
 def send_changes(
@@ -73,9 +77,25 @@ def send_changes(
         repo.set_notified(up_to, sent=False)
         return None
     summary = compose(settings, rules, items, first=changes is None, rules_dir=rules_dir)
+    summary = replace(summary, report=full_report(settings, rules, repo, assessments, rules_dir))
     send(settings, message(settings, summary))
     repo.set_notified(up_to, sent=True)
     return summary
+
+
+def full_report(
+    settings: NotifySettings,
+    rules: Rules,
+    repo: Repo,
+    assessments: list[Assessment],
+    rules_dir: Path | None,
+) -> str:
+    """The same HTML page as `report --format html`, for whoever prints it from the mail."""
+    from . import report
+    from .report.html import render_html
+
+    doc = report.build(assessments, rules, repo.last_run(), rules_dir)
+    return render_html(doc, settings.lang, rules_dir=rules_dir)
 
 
 def send_test(settings: NotifySettings, rules_dir: Path | None = None) -> Summary:
@@ -214,13 +234,23 @@ def _subject(settings: NotifySettings, base: str, names: list[str]) -> str:
 
 
 def message(settings: NotifySettings, summary: Summary) -> MIMEMultipart:
-    """The MIME message: UTF-8 plain text with an HTML alternative (base64), the subject
-    RFC 2047-encoded as a whole.
+    """The MIME message: UTF-8 plain text with an HTML alternative (base64), the full report
+    attached when there is one, the subject RFC 2047-encoded as a whole.
 
     email.message.EmailMessage's header folding drops the space between two encoded words
     (「メール: 要対応」 reads 「メール:要対応」); email.header.Header keeps it inside one.
     """
-    msg = MIMEMultipart("alternative")
+    body = MIMEMultipart("alternative")
+    body.attach(MIMEText(summary.text, "plain", "utf-8"))
+    body.attach(MIMEText(summary.html, "html", "utf-8"))
+    if summary.report is None:
+        msg = body
+    else:
+        msg = MIMEMultipart("mixed")
+        msg.attach(body)
+        attachment = MIMEText(summary.report, "html", "utf-8")
+        attachment.add_header("Content-Disposition", "attachment", filename=REPORT_FILENAME)
+        msg.attach(attachment)
     msg["From"] = settings.sender
     msg["To"] = ", ".join(settings.to)
     # A compat32 message takes a Header as a value (typeshed's stubs allow only str).
@@ -228,8 +258,6 @@ def message(settings: NotifySettings, summary: Summary) -> MIMEMultipart:
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid("gmis-mailscan", domain=settings.sender.rpartition("@")[2])
     msg["Auto-Submitted"] = "auto-generated"
-    msg.attach(MIMEText(summary.text, "plain", "utf-8"))
-    msg.attach(MIMEText(summary.html, "html", "utf-8"))
     return msg
 
 

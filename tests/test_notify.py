@@ -116,6 +116,13 @@ def test_summary_mail_over_starttls_with_auth(tls_dir, tmp_path):
         assert SMTP_PASSWORD.encode() not in raw
         assert "<a " not in html.lower() and "https://evil" not in text + html
         assert "<br>" in html and "さくら病院" in html
+        # The full report is attached, as `report --format html` makes it (flowcharts and all).
+        (attached,) = [p for p in msg.iter_attachments() if p.get_filename()]
+        assert attached.get_filename() == "gmis-mailscan-report.html"
+        page = attached.get_content()
+        assert "Content-Security-Policy" in page and "<svg" in page
+        assert "さくら病院" in page and "kgs-sakura01" in page and "0994-52-2125" in page
+        assert "<script>alert(1)</script>" not in page and mailfactory.TOKEN not in page
 
         again = cli(config, "-q", "scan", "--notify")
         assert again.returncode == 0, again.stderr

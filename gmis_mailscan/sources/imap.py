@@ -223,7 +223,7 @@ class ImapSource:
     ) -> Iterator[Batch]:
         windows = _windows(start, uidnext) if exists else []
         if found is not None and windows == [(found[0], f"{found[0]}:*")]:
-            hits = _given(found[1])  # searched with the EXAMINE, as asked again now
+            hits: Generator[list[int], None, None] = _given(found[1])  # searched with EXAMINE
         else:
             hits = self._window_hits(folder.name, windows)
         with contextlib.closing(hits):  # its extra connections are closed on any way out
@@ -392,7 +392,11 @@ class ImapSource:
             listing = client.xlist_folders()
         elif client.has_capability("LIST-STATUS"):
             imap = client._imap
-            typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"(STATUS {_STATUS})")
+            # RETURN options replace the defaults: without SPECIAL-USE asked for, a server may
+            # leave out \Junk, \All, \Sent and \Flagged (RFC 6154 §5.1), and roles would be lost.
+            special = "SPECIAL-USE " if client.has_capability("SPECIAL-USE") else ""
+            returned = f"({special}STATUS {_STATUS})"
+            typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", returned)
             client._checkok("list", typ, data)
             listing = client._proc_folder_list(imap._untagged_response(typ, data, "LIST")[1])
             return listing, self._statuses(imap.untagged_responses.pop("STATUS", []))
