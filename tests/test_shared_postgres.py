@@ -43,10 +43,11 @@ def _config(tmp, name, url, mailboxes, port, **over):
 def _round(config, proxy) -> list[set[str]]:
     """Both scanners over every account; the accounts each one scanned itself."""
     proxy.pause()
+    before = proxy.connections  # the proxy counts every connection since it started
     procs = [cli_popen(config, "scan"), cli_popen(config, "scan")]
     try:
         deadline = time.monotonic() + WAIT
-        while proxy.connections < 2:  # each scanner inside an account of its own
+        while proxy.connections < before + 2:  # each scanner inside an account of its own
             assert time.monotonic() < deadline, "both scanners should have connected"
             assert all(p.poll() is None for p in procs)
             time.sleep(0.01)
