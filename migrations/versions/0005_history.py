@@ -3,7 +3,7 @@
 Every change of an institution's state, path, login ID or suspicious mail is a `history` row
 with its scan run and time; `notify_state` remembers up to which row a summary mail was sent
 (at-least-once, never twice). The institutions table keeps the warnings and suspicious mail
-last seen, so the next assessment can tell what is new (NULL: not known before 0004).
+last seen, so the next assessment can tell what is new (NULL: not known before this revision).
 
 Revision ID: 0005
 Revises: 0004
