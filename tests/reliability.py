@@ -128,6 +128,14 @@ def cli_popen(config: Path, *args: str) -> subprocess.Popen:
     )
 
 
+def reap(procs: list[subprocess.Popen], timeout: float) -> None:
+    """Kill what is still running of `procs` (a test that failed half-way) and wait for all."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=timeout)
+
+
 def rows(database_url: str, sql: str) -> list[tuple]:
     engine = create_engine(database_url)
     try:

@@ -22,6 +22,7 @@ from reliability import (
     check_store_consistent,
     cli_popen,
     imap_account,
+    reap,
     report,
     rows,
     run_scan,
@@ -127,10 +128,7 @@ def test_second_scan_exits_with_code_5(mailbox, single_run_report, database, tmp
             assert code == 0, err
         finally:
             proxy.resume()
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                p.wait(timeout=WAIT)
+            reap(procs, WAIT)
     assert proxy.connections == 1  # the scan that gave up never touched the mailbox
     _check_result(config, database, mailbox, single_run_report)
 
@@ -148,10 +146,7 @@ def test_with_lock_timeout_the_second_scan_waits_then_runs(
             results = [_finish(p) for p in procs]
         finally:
             proxy.resume()
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                p.wait(timeout=WAIT)
+            reap(procs, WAIT)
     assert [code for code, _, _ in results] == [0, 0], results
     outputs = sorted(out for _, out, _ in results)
     assert "0 fetched, 0 new" in outputs[0] and "4 fetched, 4 new" in outputs[1], outputs

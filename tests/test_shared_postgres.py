@@ -14,7 +14,16 @@ import time
 
 import mailfactory
 import pytest
-from reliability import cli_popen, imap_account, report, rows, run_scan, sqlite_url, write_config
+from reliability import (
+    cli_popen,
+    imap_account,
+    reap,
+    report,
+    rows,
+    run_scan,
+    sqlite_url,
+    write_config,
+)
 from tcpproxy import TcpProxy
 
 ACCOUNTS = 10
@@ -55,10 +64,7 @@ def _round(config, proxy) -> list[set[str]]:
         results = [p.communicate(timeout=WAIT) + (p.returncode,) for p in procs]
     finally:
         proxy.resume()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait(timeout=WAIT)
+        reap(procs, WAIT)
     assert [code for _, _, code in results] == [0, 0], results
     scanned = []
     for out, _, _ in results:
