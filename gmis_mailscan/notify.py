@@ -76,26 +76,22 @@ def send_changes(
     if not items:
         repo.set_notified(up_to, sent=False)
         return None
-    summary = compose(settings, rules, items, first=changes is None, rules_dir=rules_dir)
-    summary = replace(summary, report=full_report(settings, rules, repo, assessments, rules_dir))
-    send(settings, message(settings, summary))
-    repo.set_notified(up_to, sent=True)
-    return summary
-
-
-def full_report(
-    settings: NotifySettings,
-    rules: Rules,
-    repo: Repo,
-    assessments: list[Assessment],
-    rules_dir: Path | None,
-) -> str:
-    """The same HTML page as `report --format html`, for whoever prints it from the mail."""
     from . import report
     from .report.html import render_html
 
+    # The report document gives the warnings in the mail's language and the attached page.
     doc = report.build(assessments, rules, repo.last_run(), rules_dir)
-    return render_html(doc, settings.lang, rules_dir=rules_dir)
+    alerts = {
+        (i["account"], i["institution"]): dict(
+            zip(i["warnings"], (x[settings.lang] for x in i["alerts"]), strict=True)
+        )
+        for i in doc["institutions"]
+    }
+    summary = compose(settings, rules, items, changes is None, rules_dir, alerts)
+    summary = replace(summary, report=render_html(doc, settings.lang, rules_dir=rules_dir))
+    send(settings, message(settings, summary))
+    repo.set_notified(up_to, sent=True)
+    return summary
 
 
 def send_test(settings: NotifySettings, rules_dir: Path | None = None) -> Summary:
@@ -137,6 +133,7 @@ def compose(
     items: list[Item],
     first: bool,
     rules_dir: Path | None = None,
+    alerts: dict[tuple[str, str | None], dict[str, str]] | None = None,
 ) -> Summary:
     """Subject, plain text and HTML of one summary mail."""
     t = texts(rules_dir)["mail"][settings.lang]
@@ -145,7 +142,7 @@ def compose(
         count=len(items), action=action
     )
     intro = t["intro_first" if first else "intro_changes"]
-    blocks = [_fields(i, rules, t) for i in items]
+    blocks = [_fields(i, rules, t, alerts or {}) for i in items]
     helpdesk = f"{t['helpdesk']}: {rules.helpdesk.name} {rules.helpdesk.phone}"
     text_parts = [intro, ""]
     html_parts = [f"<p>{escape(intro)}</p>"]
@@ -172,12 +169,16 @@ def compose(
     )
 
 
-def _fields(item: Item, rules: Rules, t: dict) -> tuple[str, list[tuple[str, list[str]]]]:
-    """(heading, [(label, [first line, further lines…])]) of one institution."""
+def _fields(
+    item: Item, rules: Rules, t: dict, alerts: dict[tuple[str, str | None], dict[str, str]]
+) -> tuple[str, list[tuple[str, list[str]]]]:
+    """(heading, [(label, [first line, further lines…])]) of one institution; its warnings
+    as the report words them (`alerts`: stored warning → text), also inside change lines."""
+    worded = alerts.get((item.account, item.institution), {})
     title = f"{_safe(item.institution or t['unknown'])}（{t['account']}: {_safe(item.account)}）"
     rows: list[tuple[str, list[str]]] = []
     if item.changes:
-        rows.append((t["changes"], [_safe(c) for c in item.changes]))
+        rows.append((t["changes"], [_safe(_reword(c, worded)) for c in item.changes]))
     a = item.assessment
     if a is None:
         rows.append((t["state"], [t["gone"]]))
@@ -191,7 +192,7 @@ def _fields(item: Item, rules: Rules, t: dict) -> tuple[str, list[tuple[str, lis
         (t["contact"], [" ".join(p for p in (a.contact.name, a.contact.phone) if p)]),
     ]
     if a.warnings:
-        rows.append((t["warnings"], [_safe(w) for w in a.warnings]))
+        rows.append((t["warnings"], [_safe(worded.get(w, w)) for w in a.warnings]))
     return title, rows
 
 
@@ -204,6 +205,13 @@ def _html(title: str, parts: list[str]) -> str:
         '<!DOCTYPE html>\n<html lang="ja"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title></head><body>{''.join(parts)}</body></html>\n"
     )
+
+
+def _reword(line: str, worded: dict[str, str]) -> str:
+    """A history line that quotes a stored warning, with the warning as the report words it."""
+    for stored, text in worded.items():
+        line = line.replace(stored, text)
+    return line
 
 
 def defang(text: str) -> str:

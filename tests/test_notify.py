@@ -140,6 +140,9 @@ def test_summary_mail_over_starttls_with_auth(tls_dir, tmp_path):
             "[G-MIS監視] G-MISアカウントメール: 2件の変更（要対応 0件）"
         )
         assert "なりすましの疑いがある新しいメール: 1通" in text and "みどり医院" in text
+        # its warning as the report words it, in Japanese, not as a code list
+        assert "警告: ⚠" in text or "警告: なりすまし" in text, text
+        assert "suspicious password_registration" not in text and "sender_lookalike" not in text
         assert "ログインIDが変わりました: kgs-h2" in text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;悪意病院" in html and "<script" not in html
         assert "<script>alert(1)</script>悪意病院" in text
