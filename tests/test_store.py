@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from gmis_mailscan.config import Account
 from gmis_mailscan.records import RawMessage, Reason, ScannedMessage
 from gmis_mailscan.scan import examine
-from gmis_mailscan.sources import FolderState, Quota
+from gmis_mailscan.sources import FolderState, FolderUpdate, Quota
 from gmis_mailscan.store.db import _alembic_config, connect, current_revision, upgrade
 from gmis_mailscan.store.models import Base
 from gmis_mailscan.store.repo import InstitutionState, Repo
@@ -77,7 +77,7 @@ def message(
 
 def store(repo: Repo, folder: str, msgs: list[ScannedMessage], uidvalidity=None, last_uid=0):
     role = msgs[0].folder_role if msgs else "inbox"
-    return repo.store_batch("acc", folder, role, msgs, uidvalidity, last_uid, None)
+    return repo.store_batch("acc", FolderUpdate(folder, role, uidvalidity, last_uid), msgs, None)
 
 
 def where(repo: Repo) -> list[tuple[str | None, str, str]]:
@@ -167,7 +167,12 @@ def test_message_without_message_id_dedups_by_content(repo):
 def test_accounts_do_not_share_messages(repo):
     repo.sync_account(Account("other"))
     store(repo, "INBOX", [message("a@g-mis.net")])
-    assert repo.store_batch("other", "INBOX", "inbox", [message("a@g-mis.net")], None, 0, None) == 1
+    assert (
+        repo.store_batch(
+            "other", FolderUpdate("INBOX", "inbox", None, 0), [message("a@g-mis.net")], None
+        )
+        == 1
+    )
     assert repo.message_count() == 2
     assert len(repo.messages("other")) == 1
 
@@ -304,7 +309,7 @@ def test_hostile_headers_do_not_fail_the_batch(repo):
 
 def test_unknown_account_is_an_error(repo):
     with pytest.raises(KeyError):
-        repo.store_batch("nobody", "INBOX", "inbox", [], None, 0, None)
+        repo.store_batch("nobody", FolderUpdate("INBOX", "inbox", None, 0), [], None)
     assert repo.messages("nobody") == []
 
 
@@ -415,7 +420,7 @@ def test_scan_runs(repo):
     assert last["finished_at"] is not None
     second = repo.start_run()
     assert second != run and repo.last_run()["id"] == second
-    repo.store_batch("acc", "INBOX", "inbox", [message("r")], None, 0, second)
+    repo.store_batch("acc", FolderUpdate("INBOX", "inbox", None, 0), [message("r")], second)
 
 
 def test_a_run_left_running_is_marked_interrupted_by_the_next(repo):
@@ -459,8 +464,8 @@ def test_token_never_lands_in_the_database(repo, engine, rules):
         examine(RawMessage("Junk", "junk", "uid:2", spoof, 2), rules, policy),
     ]
     assert [m.genuine for m in scanned] == [True, False]
-    repo.store_batch("acc", "INBOX", "inbox", scanned[:1], 1, 1, repo.start_run())
-    repo.store_batch("acc", "Junk", "junk", scanned[1:], 1, 2, None)
+    repo.store_batch("acc", FolderUpdate("INBOX", "inbox", 1, 1), scanned[:1], repo.start_run())
+    repo.store_batch("acc", FolderUpdate("Junk", "junk", 1, 2), scanned[1:], None)
 
     dump = _every_text_value(engine)
     assert "login?c=***" in dump  # the masked URL is there: the dump does see the fields

@@ -64,6 +64,17 @@ class FolderState:
 
 
 @dataclass(frozen=True)
+class FolderUpdate:
+    """A folder's new state, stored with (or after) the batch that reached it."""
+
+    name: str
+    role: FolderRole
+    uidvalidity: int | None
+    last_uid: int
+    exists: int | None = None  # the folder's message count at last_uid, when known
+
+
+@dataclass(frozen=True)
 class Batch:
     """Some new messages of a folder and the folder state to save with them."""
 
@@ -112,6 +123,15 @@ class Source(Protocol):
 
     def fetch(self, folder: Folder, state: FolderState) -> Iterator[Batch]: ...
 
+    def fetch_many(
+        self, work: list[tuple[Folder, FolderState]], quota: bool = False
+    ) -> Iterator[tuple[Folder, Batch]]:
+        """The batches of several folders, each folder's in order (IMAP asks in flights).
+
+        `quota`: quota() will be asked after, so the source may ask for it on the way.
+        """
+        ...
+
     def present(self, folder: Folder, locators: set[str]) -> set[str]: ...
 
     def capabilities(self) -> list[str]: ...
@@ -128,3 +148,12 @@ def name_matches(name: str, names: tuple[str, ...], delimiter: str = "/") -> boo
     full = name.casefold()
     leaf = full.rsplit(delimiter, 1)[-1] if delimiter else full
     return full in wanted or leaf in wanted or full.replace(delimiter, "/") in wanted
+
+
+def fetch_each(
+    source: Source, work: list[tuple[Folder, FolderState]]
+) -> Iterator[tuple[Folder, Batch]]:
+    """fetch_many of a source where a folder costs the same alone: one after another."""
+    for folder, state in work:
+        for batch in source.fetch(folder, state):
+            yield folder, batch

@@ -19,12 +19,13 @@ import ssl
 import threading
 from collections.abc import Callable, Collection, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.imap_utf7 import decode as decode_utf7
-from imapclient.imapclient import JUNK, SocketTimeout, _normalise_search_criteria
-from imapclient.response_parser import parse_message_list, parse_response
+from imapclient.imapclient import JUNK, SocketTimeout, _normalise_search_criteria, _parse_quota
+from imapclient.response_parser import parse_fetch_response, parse_message_list, parse_response
 
 from ..config import Account, Config, ImapSettings
 from ..credentials import CredentialError, read_password, run_secret_command
@@ -46,6 +47,10 @@ SEARCH_WINDOW = 10_000
 #: What a rescan asks of every known folder instead of opening it (see FolderState.unchanged).
 _STATUS = "(UIDNEXT UIDVALIDITY MESSAGES)"
 StatusMap = dict[str, FolderStatus]
+#: Folders opened and searched in one write. Each answers a few hundred bytes, so a flight's
+#: answers stay within the socket buffers while the server works through it.
+FLIGHT_FOLDERS = 64
+_GETQUOTAROOT = b'GETQUOTAROOT "INBOX"'
 
 
 def is_loopback(host: str) -> bool:
@@ -97,6 +102,7 @@ class ImapSource:
         self._selected: str | None = None
         self._stop_fetching = threading.Event()  # see close()
         self._fetching: threading.Thread | None = None
+        self._flight_quota: tuple[Quota | None] | None = None  # asked in a flight: see quota()
         try:
             _login(self.client, self.settings, config.timeout)
         except BaseException:
@@ -109,8 +115,9 @@ class ImapSource:
         """INBOX, then every other folder but drafts ("auto") or the configured ones.
 
         A password mail a filter moved to another folder (or staff to Trash) was still received.
-        Folders scanned before (`known`) come with their STATUS, asked in one command (see
-        _listing), so the caller skips those that did not change without opening them.
+        Every listed folder comes with its STATUS, asked in one round trip (see _listing), so
+        the caller skips those that did not change without opening them, and opens the others
+        together (fetch_many).
         On a first scan INBOX is handed out before the folder list is asked for (it always
         exists, RFC 3501): on Dovecot the first open of a big INBOX after a LIST costs ~60 ms
         at 100,000 messages (it refreshes its list index), before it under 1 ms. The caller
@@ -121,7 +128,7 @@ class ImapSource:
         early = inbox and "INBOX" not in known
         if early:
             yield Folder("INBOX", "inbox")
-        listed, skipped, statuses = self._list(known)
+        listed, skipped, statuses = self._list()
         if wanted is not None:
             there = ", ".join(sorted(listed, key=lambda n: (n != "INBOX", n)))
             for name in wanted:
@@ -145,87 +152,174 @@ class ImapSource:
 
         A server may limit the message count alone (RFC 9208 MESSAGE) or beside the size.
         """
+        if self._flight_quota is not None:  # asked with the folders (fetch_many)
+            return self._flight_quota[0]
         if not self.client.has_capability("QUOTA"):
             return None
-        try:
-            _, quotas = self.client.get_quota_root("INBOX")
-        except (IMAPClientError, IndexError):  # e.g. Dovecot's "OK No quota" without a root
-            return None
-        limits = {q.resource.upper(): (int(q.usage), int(q.limit)) for q in quotas if q.limit}
-        storage, count = limits.get("STORAGE"), limits.get("MESSAGE")
-        if storage is None and count is None:
-            return None
-        return Quota(*(storage or (None, None)), *(count or (None, None)))
+        typ, _, untagged = self._flight([_GETQUOTAROOT])[0]
+        return _quota(typ, untagged.get("QUOTA", []))
 
     def fetch(self, folder: Folder, state: FolderState) -> Iterator[Batch]:
         """The folder's new likely-G-MIS messages in batches, the IMAP side one step ahead.
 
-        Searching and fetching run in a thread while the caller parses and stores the batches
-        before (see _ahead): the server works while we do. Nothing else uses the connection
-        until the last batch has been taken.
+        The path of a folder fetch_many cannot put in a flight (a big folder searched in
+        windows, or one without STATUS). Searching and fetching run in a thread while the
+        caller parses and stores the batches before (see _ahead): the server works while we
+        do. Nothing else uses the connection until the last batch has been taken.
         """
-        searched = self._examine_and_search(folder, state)
-        info, found = searched if searched is not None else (self._select(folder.name), None)
+        info = self._select(folder.name)
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info.get(b"UIDNEXT", 0) or 0)
         start = state.last_uid + 1 if uidvalidity == state.uidvalidity else 1
         exists = int(info.get(b"EXISTS", 0) or 0)
         self._stop_fetching.clear()
-        batches = self._batches(folder, uidvalidity, uidnext, start, exists, found)
+        batches = self._batches(folder, uidvalidity, uidnext, start, exists)
         yield from _ahead(batches, self._stop_fetching, self._started_fetching)
 
-    def _examine_and_search(
-        self, folder: Folder, state: FolderState
-    ) -> tuple[dict, tuple[int, list[int]]] | None:
-        """EXAMINE and the UID SEARCH of a small folder in one write, when STATUS told its UIDs.
+    def fetch_many(
+        self, work: list[tuple[Folder, FolderState]], quota: bool = False
+    ) -> Iterator[tuple[Folder, Batch]]:
+        """The new likely-G-MIS messages of many folders, asked in a few round trips.
 
-        One round trip per folder opened instead of two. Returns EXAMINE's answer and
-        (first UID searched, the matches), or None to open the folder the ordinary way: no
-        STATUS, a folder big enough for several search windows, or a search that needs a
-        literal (which waits for the server's go-ahead).
+        Each folder whose STATUS told its UIDs is opened and searched in a flight: one write
+        of EXAMINE + UID SEARCH for up to FLIGHT_FOLDERS folders, the answers read in order.
+        The matches are then fetched in flights of up to batch_size messages (EXAMINE +
+        UID FETCH per folder). When `quota`, GETQUOTAROOT rides on the last search flight
+        (quota() then answers from it). Yields (folder, batch): the folders without matches first, one final
+        empty batch each, then those with matches, then those that need fetch() alone.
         """
+        self._flight_quota = None
+        flown = [(f, s) for f, s in work if self._flies(f, s)]
+        alone = [(f, s) for f, s in work if not self._flies(f, s)]
+        quota = quota and self.client.has_capability("QUOTA")
+        found: list[_Searched] = []
+        for i in range(0, len(flown), FLIGHT_FOLDERS):
+            last = i + FLIGHT_FOLDERS >= len(flown)
+            found += self._search_flight(flown[i : i + FLIGHT_FOLDERS], quota and last)
+        for one in found:
+            if not one.uids:
+                yield one.folder, one.batch((), final=True)
+        yield from self._fetch_flights([one for one in found if one.uids])
+        for folder, state in alone:
+            for batch in self.fetch(folder, state):
+                yield folder, batch
+
+    def _flies(self, folder: Folder, state: FolderState) -> bool:
+        """Whether the folder can be searched in a flight: its STATUS told its UIDs, the new
+        ones fit in one search window, and the search needs no literal (which waits for the
+        server's go-ahead)."""
         status = folder.status
-        if status is None or not status.messages:
-            return None
+        if status is None:
+            return False
         start = state.last_uid + 1 if status.uidvalidity == state.uidvalidity else 1
-        windows = _windows(start, status.uidnext)
-        words = _normalise_search_criteria(["UID", windows[0][1], *self.criteria])
-        if len(windows) > 1 or any(max(word, default=0) > 127 for word in words):
-            return None
-        client, imap = self.client, self.client._imap
-        imap.untagged_responses = {}  # as imaplib's select: this folder's answers only
-        examine = b"EXAMINE " + client._normalise_folder(folder.name)
-        replies = pipeline(client, "EXAMINE", [examine, b"UID SEARCH " + b" ".join(words)])
-        typ, data = next(replies)
-        if typ != "OK":  # the SEARCH fails too, for want of a folder: read it, then say why
-            with contextlib.suppress(imaplib.IMAP4.error):
-                next(replies)
-            client._checkok("examine", typ, data)
-        imap.state, imap.is_readonly = "SELECTED", True
-        info = client._process_select_response(imap.untagged_responses)
-        self._selected = folder.name
-        typ, data = next(replies)
-        client._checkok("search", typ, data)
-        hits = parse_message_list(imap.untagged_responses.pop("SEARCH", [None]))
-        return info, (start, sorted(u for u in hits if u >= start))
+        words = _normalise_search_criteria(["UID", "1:*", *self.criteria])
+        return len(_windows(start, status.uidnext)) == 1 and all(
+            max(word, default=0) < 128 for word in words
+        )
+
+    def _search_flight(
+        self, work: list[tuple[Folder, FolderState]], quota: bool
+    ) -> list[_Searched]:
+        """EXAMINE + UID SEARCH of each folder in one write; GETQUOTAROOT last when `quota`.
+
+        A folder that cannot be opened (deleted since the LIST) fails the account's scan
+        once the whole flight has been read, so the connection stays in step.
+        """
+        client = self.client
+        starts = []
+        commands = []
+        for folder, state in work:
+            assert folder.status is not None  # see _flies
+            same = folder.status.uidvalidity == state.uidvalidity
+            starts.append(state.last_uid + 1 if same else 1)
+            words = _normalise_search_criteria(["UID", f"{starts[-1]}:*", *self.criteria])
+            commands += [
+                b"EXAMINE " + client._normalise_folder(folder.name),
+                b"UID SEARCH " + b" ".join(words),
+            ]
+        if quota:
+            commands.append(_GETQUOTAROOT)
+        replies = self._flight(commands)
+        if quota:  # Dovecot runs it beside the SEARCH before it: its lines may come first
+            lines = [line for *_, untagged in replies for line in untagged.get("QUOTA", [])]
+            self._flight_quota = (_quota(replies.pop()[0], lines),)
+        if work:
+            imap = client._imap
+            imap.state, imap.is_readonly = "SELECTED", True
+            self._selected = work[-1][0].name
+        found = []
+        for (folder, _), start, examined, searched in zip(
+            work, starts, replies[::2], replies[1::2], strict=True
+        ):
+            client._checkok("examine", examined[0], examined[1])
+            info = client._process_select_response(examined[2])
+            client._checkok("search", searched[0], searched[1])
+            hits = parse_message_list(searched[2].get("SEARCH", [None]))
+            found.append(_Searched.of(folder, info, start, sorted(u for u in hits if u >= start)))
+        return found
+
+    def _fetch_flights(self, found: list[_Searched]) -> Iterator[tuple[Folder, Batch]]:
+        """Fetch the matches of searched folders, up to batch_size messages a flight.
+
+        Each part of a flight is one folder's EXAMINE (unless it is open) + UID FETCH of its
+        next UIDs; the batches come in folder order, each folder's last with its final state.
+        """
+        flights: list[list[tuple[_Searched, list[int]]]] = [[]]
+        for one in found:
+            for i in range(0, len(one.uids), self.batch_size):
+                uids = one.uids[i : i + self.batch_size]
+                if sum(len(u) for _, u in flights[-1]) + len(uids) > self.batch_size:
+                    flights.append([])
+                flights[-1].append((one, uids))
+        client = self.client
+        for flight in flights:
+            commands = []
+            opens = []
+            for one, uids in flight:
+                opens.append(one.folder.name != self._selected)
+                if opens[-1]:
+                    commands.append(b"EXAMINE " + client._normalise_folder(one.folder.name))
+                    self._selected = one.folder.name
+                commands.append(b"UID FETCH %s (%s)" % (_uid_set(uids).encode(), FETCH_ITEM))
+            replies = iter(self._flight(commands))
+            for (one, uids), opened in zip(flight, opens, strict=True):
+                if opened:
+                    typ, data, untagged = next(replies)
+                    client._checkok("examine", typ, data)
+                    info = client._process_select_response(untagged)
+                    if int(info[b"UIDVALIDITY"]) != one.uidvalidity:
+                        raise SourceError(
+                            f"{one.folder.name}: renumbered (new UIDVALIDITY) during the scan; "
+                            "the next run reads it again"
+                        )
+                typ, data, untagged = next(replies)
+                client._checkok("fetch", typ, data)
+                items = parse_fetch_response(untagged.get("FETCH", []), False, True)
+                messages = tuple(
+                    RawMessage(one.folder.name, one.folder.role, f"uid:{uid}", item[FETCH_KEY], uid)
+                    for uid in uids
+                    if FETCH_KEY in (item := items.get(uid, {}))
+                )
+                yield one.folder, one.batch(messages, final=uids[-1] == one.uids[-1], last=uids[-1])
+
+    def _flight(self, commands: list[bytes]) -> list[tuple[str, list, dict]]:
+        """Send `commands` in one write; each one's type, data and untagged responses."""
+        imap = self.client._imap
+        imap.untagged_responses = {}
+        replies = []
+        for typ, data in pipeline(self.client, "pipelined", commands):
+            replies.append((typ, data, imap.untagged_responses))
+            imap.untagged_responses = {}
+        return replies
 
     def _started_fetching(self, thread: threading.Thread) -> None:
         self._fetching = thread
 
     def _batches(
-        self,
-        folder: Folder,
-        uidvalidity: int,
-        uidnext: int,
-        start: int,
-        exists: int,
-        found: tuple[int, list[int]] | None = None,
+        self, folder: Folder, uidvalidity: int, uidnext: int, start: int, exists: int
     ) -> Iterator[Batch]:
         windows = _windows(start, uidnext) if exists else []
-        if found is not None and windows == [(found[0], f"{found[0]}:*")]:
-            hits: Generator[list[int], None, None] = _given(found[1])  # searched with EXAMINE
-        else:
-            hits = self._window_hits(folder.name, windows)
+        hits = self._window_hits(folder.name, windows)
         with contextlib.closing(hits):  # its extra connections are closed on any way out
             yield from self._fetch_hits(folder, uidvalidity, uidnext, start, exists, windows, hits)
 
@@ -362,10 +456,10 @@ class ImapSource:
     def capabilities(self) -> list[str]:
         return sorted(c.decode() for c in self.client.capabilities())
 
-    def _list(self, known: Collection[str]) -> tuple[dict[str, FolderRole], set[str], StatusMap]:
+    def _list(self) -> tuple[dict[str, FolderRole], set[str], StatusMap]:
         """Every selectable folder → role (INBOX first), those "auto" leaves out, and the
-        STATUS of the `known` folders."""
-        listing, statuses = self._listing(known)
+        folders' STATUS."""
+        listing, statuses = self._listing()
         roles: dict[str, FolderRole] = {}
         skipped: set[str] = set()
         for flags, delimiter, name in listing:
@@ -380,12 +474,11 @@ class ImapSource:
         ordered = dict(sorted(roles.items(), key=lambda item: (item[1] != "inbox", item[0])))
         return ordered, skipped, statuses
 
-    def _listing(self, known: Collection[str]) -> tuple[list[tuple], StatusMap]:
-        """LIST, and the STATUS of the `known` folders in the same round trip where it can.
+    def _listing(self) -> tuple[list[tuple], StatusMap]:
+        """LIST, and every folder's STATUS in the same round trip where it can.
 
-        With LIST-STATUS (RFC 5819) one command answers both, for every folder (a first scan
-        then opens and searches each in one round trip: _examine_and_search); otherwise the
-        STATUS commands of every known folder go in one write after the LIST.
+        With LIST-STATUS (RFC 5819) one command answers both; otherwise the STATUS commands
+        of every selectable folder go in one write after the LIST.
         """
         client = self.client
         if not client.has_capability("SPECIAL-USE") and client.has_capability("XLIST"):
@@ -402,9 +495,7 @@ class ImapSource:
             return listing, self._statuses(imap.untagged_responses.pop("STATUS", []))
         else:
             listing = client.list_folders()
-        if not known:
-            return listing, {}
-        names = {name for _, _, name in listing} & set(known)
+        names = [name for flags, _, name in listing if b"\\Noselect" not in flags]
         commands = [
             b"STATUS %s %s" % (client._normalise_folder(n), _STATUS.encode()) for n in names
         ]
@@ -498,23 +589,68 @@ def _ahead(
         worker.join()
 
 
-def _given(uids: list[int]) -> Generator[list[int], None, None]:
-    yield uids
-
-
 def pipeline(client: IMAPClient, name: str, commands: list[bytes]) -> Iterator[tuple[str, list]]:
     """Send `commands` (without tag or CRLF) in one write; each one's (type, data) in turn.
 
     The server answers in order; untagged responses collect in imaplib's untagged_responses
-    as for a command sent alone, so only commands whose answers name what they are about
-    (STATUS names its folder) may share a flight.
+    as for a command sent alone (ImapSource._flight takes them after each answer). A BAD
+    answer is handed over like the others, so that the rest of the flight is still read.
     """
     imap = client._imap
     tags = [imap._new_tag() for _ in commands]
     if tags:
         imap.send(b"".join(t + b" " + c + b"\r\n" for t, c in zip(tags, commands, strict=True)))
     for tag in tags:
-        yield imap._command_complete(name, tag)
+        try:
+            yield imap._command_complete(name, tag)
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:  # BAD: its tagged answer has been read
+            yield "BAD", [str(exc).encode()]
+
+
+@dataclass(frozen=True)
+class _Searched:
+    """A folder opened and searched in a flight: its state then, and the matching UIDs."""
+
+    folder: Folder
+    uidvalidity: int
+    uidnext: int
+    exists: int
+    start: int  # the first UID searched
+    uids: list[int]
+
+    @classmethod
+    def of(cls, folder: Folder, info: dict, start: int, uids: list[int]) -> _Searched:
+        uidnext = int(info.get(b"UIDNEXT", 0) or 0)
+        exists = int(info.get(b"EXISTS", 0) or 0)
+        return cls(folder, int(info[b"UIDVALIDITY"]), uidnext, exists, start, uids)
+
+    def batch(self, messages: tuple[RawMessage, ...], final: bool, last: int = 0) -> Batch:
+        """The batch ending at UID `last`; the final one carries the folder's end state:
+        its last UID as UIDNEXT tells and (when UIDNEXT was told) its message count."""
+        if not final:
+            return Batch(messages, self.uidvalidity, last, total=len(self.uids))
+        end = max(last, self.start - 1, self.uidnext - 1)
+        count = self.exists if self.uidnext else None
+        return Batch(messages, self.uidvalidity, end, total=len(self.uids), exists=count)
+
+
+def _quota(typ: str, lines: list) -> Quota | None:
+    """GETQUOTAROOT's QUOTA lines → usage of the STORAGE and MESSAGE resources, None when
+    unknown.
+
+    A server may limit the message count alone (RFC 9208 MESSAGE) or beside the size;
+    Dovecot answers "OK No quota" with no QUOTA line where none is set.
+    """
+    if typ != "OK":
+        return None
+    quotas = _parse_quota(lines)
+    limits = {q.resource.upper(): (int(q.usage), int(q.limit)) for q in quotas if q.limit}
+    storage, count = limits.get("STORAGE"), limits.get("MESSAGE")
+    if storage is None and count is None:
+        return None
+    return Quota(*(storage or (None, None)), *(count or (None, None)))
 
 
 def _windows(start: int, uidnext: int) -> list[tuple[int, str]]:

@@ -17,7 +17,7 @@ from imapclient.imap_utf7 import decode as decode_utf7
 
 from ..config import LocalSettings
 from ..records import RawMessage
-from . import Batch, Folder, FolderState, Quota, SourceError, name_matches
+from . import Batch, Folder, FolderState, Quota, SourceError, fetch_each, name_matches
 
 
 class LocalSource:
@@ -57,6 +57,11 @@ class LocalSource:
                 yield Batch(tuple(batch), None, 0)
                 batch = []
         yield Batch(tuple(batch), None, 0)
+
+    def fetch_many(
+        self, work: list[tuple[Folder, FolderState]], quota: bool = False
+    ) -> Iterator[tuple[Folder, Batch]]:
+        return fetch_each(self, work)
 
     def present(self, folder: Folder, locators: set[str]) -> set[str]:
         return {loc for loc, _ in self._messages(folder.name, read=False) if loc in locators}

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Account
 from ..records import Reason, ScannedMessage
-from ..sources import FolderState, Quota
+from ..sources import FolderState, FolderUpdate, Quota
 from .models import (
     AccountRow,
     FolderRow,
@@ -169,48 +169,62 @@ class Repo:
     def store_batch(
         self,
         account: str,
-        folder: str,
-        role: str,
+        update: FolderUpdate,
         messages: Iterable[ScannedMessage],
-        uidvalidity: int | None,
-        last_uid: int,
         run_id: int | None,
-        exists: int | None = None,
     ) -> int:
-        """Store one batch and the folder's new state atomically; return rows added.
+        """Store one batch and the folder's new state atomically; return rows added."""
+        with self._writing() as s:
+            acc_id = self._account_id(s, account)
+            self._save_folders(s, acc_id, [update])
+            return self._store_messages(s, acc_id, list(messages), run_id)
+
+    def store_states(self, account: str, updates: list[FolderUpdate]) -> None:
+        """Store the new state of many folders (batches with nothing to keep) at once."""
+        with self._writing() as s:
+            self._save_folders(s, self._account_id(s, account), updates)
+
+    def _save_folders(self, s: Session, acc_id: int, updates: list[FolderUpdate]) -> None:
+        """Each folder's state as `updates` tell, the later of one folder's winning.
 
         `exists` is the folder's message count at `last_uid` when known (see FolderState).
-
         A UIDVALIDITY different from the stored one means the server renumbered the folder:
         its old locations are marked removed in the same transaction (the rescan that follows
         finds the messages again under their new UIDs); the messages stay.
         """
-        with self._writing() as s:
-            acc_id = self._account_id(s, account)
-            frow = s.scalar(
-                select(FolderRow).where(FolderRow.account_id == acc_id, FolderRow.name == folder)
-            )
-            if frow is None:
-                frow = FolderRow(account_id=acc_id, name=folder, role=role, last_uid=0)
-                s.add(frow)
-            elif frow.uidvalidity is not None and uidvalidity != frow.uidvalidity:
-                s.execute(
-                    update(LocationRow)
-                    .where(
-                        LocationRow.account_id == acc_id,
-                        LocationRow.folder == folder,
-                        LocationRow.removed_at.is_(None),
-                    )
-                    .values(removed_at=now())
+        rows = {
+            row.name: row
+            for row in s.scalars(
+                select(FolderRow).where(
+                    FolderRow.account_id == acc_id,
+                    FolderRow.name.in_({u.name for u in updates}),
                 )
+            )
+        }
+        renumbered = []
+        for u in updates:
+            frow = rows.get(u.name)
+            if frow is None:
+                frow = rows[u.name] = FolderRow(account_id=acc_id, name=u.name, last_uid=0)
+                s.add(frow)
+            elif frow.uidvalidity is not None and u.uidvalidity != frow.uidvalidity:
+                renumbered.append(u.name)
                 frow.last_uid = 0
-            frow.role = role
-            frow.uidvalidity = uidvalidity
-            frow.last_uid = max(frow.last_uid, last_uid)
-            frow.messages = exists if frow.last_uid == last_uid else None
+            frow.role = u.role
+            frow.uidvalidity = u.uidvalidity
+            frow.last_uid = max(frow.last_uid, u.last_uid)
+            frow.messages = u.exists if frow.last_uid == u.last_uid else None
             frow.updated_at = now()
-            added = self._store_messages(s, acc_id, list(messages), run_id)
-        return added
+        if renumbered:
+            s.execute(
+                update(LocationRow)
+                .where(
+                    LocationRow.account_id == acc_id,
+                    LocationRow.folder.in_(renumbered),
+                    LocationRow.removed_at.is_(None),
+                )
+                .values(removed_at=now())
+            )
 
     def _store_messages(
         self, s: Session, account_id: int, messages: list[ScannedMessage], run_id
