@@ -307,11 +307,11 @@ def _scan_account(run: ScanRun, account: Account) -> AccountOutcome:
             outcome.folders.append((folder.name, folder.role, 0))
             if state.unchanged(folder.status):  # the server says so: nothing to ask it
                 continue
+            scanning.folders[folder.name] = FolderScan(folder, state)
             if folder.status is None:  # INBOX before the list, or a folder STATUS failed on
                 scanning.take_all((folder, batch) for batch in source.fetch(folder, state))
             else:
                 work.append((folder, state))
-            scanning.folders[folder.name] = FolderScan(folder, state)
         info = repo.account(account.name)
         fresh = _quota_fresh(info, run.config)
         scanning.take_all(source.fetch_many(work, quota=bool(work) or not fresh))
@@ -399,7 +399,7 @@ class AccountScan:
         self._save_states()
 
     def take(self, folder: Folder, batch: Batch) -> None:
-        run, one = self.run, self.folders.setdefault(folder.name, FolderScan(folder, FolderState()))
+        run, one = self.run, self.folders[folder.name]
         state = one.state
         one.changed |= batch.uidvalidity != state.uidvalidity or batch.last_uid != state.last_uid
         scanned = [s for s in (examine(m, run.rules, run.policy) for m in batch.messages) if s]

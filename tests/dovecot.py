@@ -533,6 +533,8 @@ service anvil {{{no_chroot}
 
 protocol imap {{
   mail_plugins = $mail_plugins imap_quota{self._imap_extras()}
+  # Many accounts of one test user scanned at once (benchmarks/wan.py: 20 accounts).
+  mail_max_userip_connections = 100
 }}
 
 plugin {{

@@ -3,7 +3,8 @@
 A TCP proxy (tests/tcpproxy.py) sits between the scanner and the real Dovecot's plain port
 (plain IMAP is allowed on loopback). A clean session through it is recorded first; then, for
 cut points spread over that session (greeting, LOGIN, LIST, EXAMINE, SEARCH, in the middle of
-FETCH literals, between batches), a scan runs through a proxy that drops the connection at
+a pipelined flight of EXAMINE + SEARCH, in the middle of FETCH literals,
+between batches), a scan runs through a proxy that drops the connection at
 that byte. Each time:
 
 * the run ends with a one-line error for the account (exit 4 through the CLI), no traceback;
@@ -96,6 +97,9 @@ def _phases(stream: bytes) -> dict[str, int]:
         "LIST": stream.index(b"* LIST"),
         "EXAMINE": stream.index(b"* FLAGS"),
         "SEARCH": stream.index(b"* SEARCH"),
+        # Junk is opened and searched in one flight after the list (ImapSource.fetch_many)
+        "flight EXAMINE": (flight := stream.index(b"* FLAGS", stream.index(b"* LIST"))),
+        "flight SEARCH": stream.index(b"* SEARCH", flight),
         "FETCH batch 1": fetches[0],
         "FETCH batch 2": fetches[2],
         "Junk folder": fetches[4],
@@ -113,6 +117,8 @@ def _server_cuts(stream: bytes) -> list[int]:
         phases["LIST"] + 10,
         phases["EXAMINE"] + 5,
         phases["SEARCH"] + 5,
+        phases["flight EXAMINE"] + 5,  # mid-pipeline: the answers to come are lost
+        phases["flight SEARCH"] + 3,
         phases["FETCH batch 1"] + 2000,  # inside the first message literal
         phases["FETCH batch 2"],  # batch 1 complete, nothing of batch 2 yet
         phases["Junk folder"] + 3000,

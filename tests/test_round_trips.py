@@ -193,3 +193,56 @@ def test_every_command_goes_in_one_write(server, tmp_path):
         if server.list_status or scans == 2:  # EXAMINE + SEARCH, or the STATUSes, together
             assert len(writes) < len(commands)
         assert "CAPABILITY" not in commands  # the login answer said them
+
+
+def test_first_scan_opens_and_searches_the_folders_in_flights(server, tmp_path):
+    """70 folders: EXAMINE + UID SEARCH of 64 in one write, then the rest with GETQUOTAROOT,
+    then one write fetching the matches of three folders; the report as with any scan."""
+    from gmis_mailscan.scan import open_source, scan
+    from gmis_mailscan.sources.imap import FLIGHT_FOLDERS
+
+    many = tuple(f"Dept{i:02d}" for i in range(67))
+    user = server.new_user("flights", quota_kib=10240, folders=many)
+    server.append(user, "INBOX", mailfactory.build("password_registration"))
+    for folder in ("Dept03", "Dept40", "Junk"):
+        server.append(user, folder, mailfactory.build("account_notice", institution=folder))
+        server.append(user, folder, mailfactory.build("unrelated"))
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
+    sockets: list[_Writes] = []
+
+    def opener(account, config, rules):
+        source = open_source(account, config, rules)
+        sockets.append(_Writes(source.client._imap.sock))
+        source.client._imap.sock = sockets[-1]
+        return source
+
+    outcome = scan(run.config, run.rules, run.repo, opener=opener).accounts[0]
+    assert (outcome.ok, outcome.fetched, outcome.stored) == (True, 4, 4), outcome.error
+    assert outcome.quota_ratio is not None
+    writes = [w.decode("utf-8", "replace") for w in sockets[0].writes]
+    inbox, listed = writes[:3], writes[3 : 4 if server.list_status else 5]
+    flights = writes[3 + len(listed) : -1]
+    assert [w.split()[1:3] for w in inbox] == [
+        ["EXAMINE", '"INBOX"'],
+        ["UID", "SEARCH"],
+        ["UID", "FETCH"],
+    ]
+    assert " LIST " in listed[0] and all(" STATUS " in w for w in listed[1:])
+    assert ("RETURN (SPECIAL-USE STATUS" in listed[0]) == server.list_status
+    folders = len(many) + 1  # and Junk; INBOX was read before the list
+    assert [w.count(" EXAMINE ") for w in flights[:2]] == [FLIGHT_FOLDERS, folders - FLIGHT_FOLDERS]
+    assert [w.count(" UID SEARCH ") for w in flights[:2]] == [
+        FLIGHT_FOLDERS,
+        folders - FLIGHT_FOLDERS,
+    ]
+    assert "GETQUOTAROOT" in flights[1] and "GETQUOTAROOT" not in flights[0]
+    assert len(flights) == 3 and flights[2].count(" UID FETCH ") == 3  # one fetch window
+    assert "BODY.PEEK[]" in flights[2] and "EXAMINE" in flights[2] and "STORE" not in flights[2]
+    assert writes[-1].split()[1:] == ["LOGOUT"]
+    stored = [(folder, kind, present) for folder, kind, present, _ in report(run)[0]]
+    assert stored == [
+        ("Dept03", "account_notice", True),
+        ("Dept40", "account_notice", True),
+        ("INBOX", "password_registration", True),
+        ("Junk", "account_notice", True),
+    ]
