@@ -13,7 +13,7 @@ from dovecot import DovecotServer
 
 from gmis_mailscan.config import load_config
 from gmis_mailscan.rules import load_rules
-from gmis_mailscan.scan import scan
+from gmis_mailscan.scan import open_source, scan
 from gmis_mailscan.sources.imap import search_criteria
 from gmis_mailscan.status import assess_all
 from gmis_mailscan.store.db import connect
@@ -68,6 +68,33 @@ class Run:
 
     def assessments(self):
         return assess_all(self.config, self.rules, self.repo)
+
+
+class Writes:
+    """A socket that records each write (sendall) before passing it on."""
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+        self.writes: list[bytes] = []
+
+    def sendall(self, data) -> None:
+        self.writes.append(bytes(data))
+        self._sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def recording_opener(sockets: list[Writes]):
+    """A scan's source opener whose IMAP connections record their writes in `sockets`."""
+
+    def opener(account, config, rules):
+        source = open_source(account, config, rules)
+        sockets.append(Writes(source.client._imap.sock))
+        source.client._imap.sock = sockets[-1]
+        return source
+
+    return opener
 
 
 def cli(config: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -359,18 +386,19 @@ def test_deleted_password_mail_still_counts_after_login(server, tmp_path):
     assert item["path"] == "method4"  # received once; the mail cannot be resent
 
 
-def test_inbox_is_read_before_the_folder_list(server, tmp_path, caplog):
+def test_inbox_is_read_before_the_folder_list(server, tmp_path):
     """On Dovecot the first open of a big INBOX after a LIST costs ~60 ms; before it, ~1 ms."""
     user = server.new_user("inboxfirst")
     server.append(user, "INBOX", mailfactory.build("password_registration"))
     run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
-    caplog.set_level("DEBUG", logger="imapclient.imaplib")
-    account = run.scan().accounts[0]
+    sockets: list[Writes] = []
+    account = scan(run.config, run.rules, run.repo, opener=recording_opener(sockets)).accounts[0]
     assert account.ok, account.error
-    sent = [r.getMessage() for r in caplog.records if r.getMessage().startswith("> ")]
-    commands = [line.split()[2].strip("'\"").upper() for line in sent if len(line.split()) > 2]
+    lines = b"".join(sockets[0].writes).decode().splitlines()
+    commands = [line.split()[1].upper() for line in lines]
     assert "LIST" in commands and "EXAMINE" in commands
     assert commands.index("EXAMINE") < commands.index("LIST")
+    assert lines[commands.index("EXAMINE")].endswith(" EXAMINE INBOX")
     assert [name for name, _, _ in account.folders] == ["INBOX", "Junk"]
 
 

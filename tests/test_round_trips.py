@@ -12,7 +12,7 @@ from pathlib import Path
 import mailfactory
 import pytest
 from dovecot import DovecotServer
-from test_imap import Run, account_toml, write_config
+from test_imap import Run, Writes, account_toml, recording_opener, write_config
 
 DEEP = "Archive/2024/経理課"
 FOLDERS = ("Archive", "Archive/2024", DEEP, "Suppliers")
@@ -154,34 +154,14 @@ def test_uidvalidity_change_rescans_that_folder_without_duplicates(server, tmp_p
     assert report(run) == fresh_report(server, user, tmp_path / "fresh")
 
 
-class _Writes:
-    """A socket that records each write (sendall) before passing it on."""
-
-    def __init__(self, sock) -> None:
-        self._sock = sock
-        self.writes: list[bytes] = []
-
-    def sendall(self, data) -> None:
-        self.writes.append(bytes(data))
-        self._sock.sendall(data)
-
-    def __getattr__(self, name):
-        return getattr(self._sock, name)
-
-
 def test_every_command_goes_in_one_write(server, tmp_path):
     """No split sends: IMAPClient alone writes a command's text and its CRLF separately."""
-    from gmis_mailscan.scan import open_source, scan
+    from gmis_mailscan.scan import scan
 
     user, _ = mailbox(server, "onewrite")
     run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
-    sockets: list[_Writes] = []
-
-    def opener(account, config, rules):
-        source = open_source(account, config, rules)
-        sockets.append(_Writes(source.client._imap.sock))
-        source.client._imap.sock = sockets[-1]
-        return source
+    sockets: list[Writes] = []
+    opener = recording_opener(sockets)
 
     for scans in (1, 2):
         server.append(user, DEEP, mailfactory.build("password_registration"))
@@ -195,54 +175,52 @@ def test_every_command_goes_in_one_write(server, tmp_path):
         assert "CAPABILITY" not in commands  # the login answer said them
 
 
-def test_first_scan_opens_and_searches_the_folders_in_flights(server, tmp_path):
-    """70 folders: EXAMINE + UID SEARCH of 64 in one write, then the rest with GETQUOTAROOT,
-    then one write fetching the matches of three folders; the report as with any scan."""
-    from gmis_mailscan.scan import open_source, scan
-    from gmis_mailscan.sources.imap import FLIGHT_FOLDERS
+def test_first_scan_opens_and_searches_the_folders_in_flights(server, tmp_path, monkeypatch):
+    """INBOX opened and searched in one write before the list; the other 10 folders in flights
+    of 4 (EXAMINE + UID SEARCH), GETQUOTAROOT on the last; then one write fetching the matches
+    of four folders. Dovecot's rawlog holds the same commands, and the mailbox is unchanged."""
+    from gmis_mailscan.scan import scan
+    from gmis_mailscan.sources import imap
 
-    many = tuple(f"Dept{i:02d}" for i in range(67))
+    monkeypatch.setattr(imap, "FLIGHT_FOLDERS", 4)
+    many = tuple(f"Dept{i:02d}" for i in range(9))
     user = server.new_user("flights", quota_kib=10240, folders=many)
     server.append(user, "INBOX", mailfactory.build("password_registration"))
-    for folder in ("Dept03", "Dept40", "Junk"):
+    for folder in ("Dept03", "Dept07", "Junk"):
         server.append(user, folder, mailfactory.build("account_notice", institution=folder))
         server.append(user, folder, mailfactory.build("unrelated"))
+    before = server.mailbox_snapshot(user)
     run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
-    sockets: list[_Writes] = []
-
-    def opener(account, config, rules):
-        source = open_source(account, config, rules)
-        sockets.append(_Writes(source.client._imap.sock))
-        source.client._imap.sock = sockets[-1]
-        return source
+    sockets: list[Writes] = []
+    opener = recording_opener(sockets)
 
     outcome = scan(run.config, run.rules, run.repo, opener=opener).accounts[0]
     assert (outcome.ok, outcome.fetched, outcome.stored) == (True, 4, 4), outcome.error
     assert outcome.quota_ratio is not None
     writes = [w.decode("utf-8", "replace") for w in sockets[0].writes]
-    inbox, listed = writes[:3], writes[3 : 4 if server.list_status else 5]
-    flights = writes[3 + len(listed) : -1]
-    assert [w.split()[1:3] for w in inbox] == [
-        ["EXAMINE", '"INBOX"'],
-        ["UID", "SEARCH"],
-        ["UID", "FETCH"],
-    ]
-    assert " LIST " in listed[0] and all(" STATUS " in w for w in listed[1:])
-    assert ("RETURN (SPECIAL-USE STATUS" in listed[0]) == server.list_status
-    folders = len(many) + 1  # and Junk; INBOX was read before the list
-    assert [w.count(" EXAMINE ") for w in flights[:2]] == [FLIGHT_FOLDERS, folders - FLIGHT_FOLDERS]
-    assert [w.count(" UID SEARCH ") for w in flights[:2]] == [
-        FLIGHT_FOLDERS,
-        folders - FLIGHT_FOLDERS,
-    ]
-    assert "GETQUOTAROOT" in flights[1] and "GETQUOTAROOT" not in flights[0]
-    assert len(flights) == 3 and flights[2].count(" UID FETCH ") == 3  # one fetch window
-    assert "BODY.PEEK[]" in flights[2] and "EXAMINE" in flights[2] and "STORE" not in flights[2]
-    assert writes[-1].split()[1:] == ["LOGOUT"]
+    names = [[_name(line) for line in w.splitlines()] for w in writes]
+    assert names[0] == ["EXAMINE", "UID SEARCH"] and " EXAMINE INBOX\r\n" in writes[0]
+    listed = 1 if server.list_status else 2  # LIST-STATUS, or LIST and a write of STATUSes
+    assert names[1] == ["LIST"] and all(n == "STATUS" for w in names[2 : 1 + listed] for n in w)
+    searches, fetches = writes[1 + listed : -2], writes[-2]
+    assert [w.count(" EXAMINE ") for w in searches] == [4, 4, 2]  # Dept00-08 and Junk
+    assert [w.count(" UID SEARCH ") for w in searches] == [4, 4, 2]
+    assert ["GETQUOTAROOT" in w for w in searches] == [False, False, True]
+    assert fetches.count(" UID FETCH ") == 4 and fetches.count("BODY.PEEK[]") == 4
+    assert fetches.count(" EXAMINE ") == 4 and "STORE" not in "".join(writes)
+    assert names[-1] == ["LOGOUT"]
+    assert last_session(server, user, 1) == [n for w in names for n in w]
     stored = [(folder, kind, present) for folder, kind, present, _ in report(run)[0]]
     assert stored == [
         ("Dept03", "account_notice", True),
-        ("Dept40", "account_notice", True),
+        ("Dept07", "account_notice", True),
         ("INBOX", "password_registration", True),
         ("Junk", "account_notice", True),
     ]
+    assert server.mailbox_snapshot(user) == before
+
+
+def _name(line: str) -> str:
+    """A command line's name as session_commands gives it ("UID SEARCH", "EXAMINE")."""
+    words = line.split()
+    return " ".join(words[1:3] if words[1] == "UID" else words[1:2]).upper()

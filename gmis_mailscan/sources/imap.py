@@ -5,6 +5,11 @@ fetched with BODY.PEEK[], which sets no \\Seen flag. The server is asked for lik
 mail newer than the last UID seen (UID n:* OR FROM … SUBJECT …; a big folder's first scan
 asks in windows of UIDs, each message still searched once); the parsed From is checked
 exactly later, since a server search is a substring match.
+
+Round trips, not bytes, are the cost on a real link (a hosted server 20–60 ms away): the
+folder list comes with every folder's STATUS (LIST-STATUS, or STATUS commands in one write),
+unchanged folders are not opened, and the others are opened, searched and fetched in
+pipelined flights (fetch_many), each one write whose answers are read in order.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import ssl
 import threading
 from collections.abc import Callable, Collection, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
@@ -49,7 +54,7 @@ _STATUS = "(UIDNEXT UIDVALIDITY MESSAGES)"
 StatusMap = dict[str, FolderStatus]
 #: Folders opened and searched in one write. Each answers a few hundred bytes, so a flight's
 #: answers stay within the socket buffers while the server works through it.
-FLIGHT_FOLDERS = 64
+FLIGHT_FOLDERS = 128
 _GETQUOTAROOT = b'GETQUOTAROOT "INBOX"'
 
 
@@ -95,6 +100,10 @@ class ImapSource:
         self.sent_names = rules.sent_names
         self.archive_names = rules.archive_names
         self.criteria = search_criteria(rules)
+        words = _normalise_search_criteria(["UID", "1:*", *self.criteria])
+        #: Whether the search needs a literal, which waits for the server's go-ahead: such a
+        #: command cannot share a flight.
+        self._search_literal = any(max(word, default=0) > 127 for word in words)
         self.batch_size = config.batch_size
         self.timeout = config.timeout
         self.search_connections = config.search_connections
@@ -103,6 +112,7 @@ class ImapSource:
         self._stop_fetching = threading.Event()  # see close()
         self._fetching: threading.Thread | None = None
         self._flight_quota: tuple[Quota | None] | None = None  # asked in a flight: see quota()
+        self._early: _Searched | None = None  # INBOX opened before the list: _open_inbox
         try:
             _login(self.client, self.settings, config.timeout)
         except BaseException:
@@ -118,16 +128,17 @@ class ImapSource:
         Every listed folder comes with its STATUS, asked in one round trip (see _listing), so
         the caller skips those that did not change without opening them, and opens the others
         together (fetch_many).
-        On a first scan INBOX is handed out before the folder list is asked for (it always
-        exists, RFC 3501): on Dovecot the first open of a big INBOX after a LIST costs ~60 ms
-        at 100,000 messages (it refreshes its list index), before it under 1 ms. The caller
-        scans each folder before taking the next, so INBOX is read before the LIST is sent.
+        On a first scan INBOX is opened and searched before the folder list is asked for (it
+        always exists, RFC 3501): on Dovecot the first open of a big INBOX after a LIST costs
+        ~60 ms at 100,000 messages (it refreshes its list index), before it under 1 ms. A big
+        INBOX comes without STATUS, and the caller fetches it before taking the next folder,
+        so before the LIST is sent (see _open_inbox).
         """
         wanted = self.settings.folders
         inbox = wanted is None or "INBOX" in wanted
         early = inbox and "INBOX" not in known
         if early:
-            yield Folder("INBOX", "inbox")
+            yield self._open_inbox()
         listed, skipped, statuses = self._list()
         if wanted is not None:
             there = ", ".join(sorted(listed, key=lambda n: (n != "INBOX", n)))
@@ -167,13 +178,14 @@ class ImapSource:
         caller parses and stores the batches before (see _ahead): the server works while we
         do. Nothing else uses the connection until the last batch has been taken.
         """
-        info = self._select(folder.name)
-        uidvalidity = int(info[b"UIDVALIDITY"])
-        uidnext = int(info.get(b"UIDNEXT", 0) or 0)
-        start = state.last_uid + 1 if uidvalidity == state.uidvalidity else 1
-        exists = int(info.get(b"EXISTS", 0) or 0)
+        opened = self._take_early(folder)  # INBOX, its first window searched: _open_inbox
+        first = opened.uids if opened is not None else None
+        if opened is None:
+            info = self._select(folder.name)
+            start = state.last_uid + 1 if int(info[b"UIDVALIDITY"]) == state.uidvalidity else 1
+            opened = _Searched.of(folder, info, start, [])
         self._stop_fetching.clear()
-        batches = self._batches(folder, uidvalidity, uidnext, start, exists)
+        batches = self._batches(opened, first)
         yield from _ahead(batches, self._stop_fetching, self._started_fetching)
 
     def fetch_many(
@@ -189,10 +201,13 @@ class ImapSource:
         empty batch each, then those with matches, then those that need fetch() alone.
         """
         self._flight_quota = None
-        flown = [(f, s) for f, s in work if self._flies(f, s)]
+        early = [e for e in (self._take_early(f) for f, _ in work) if e is not None]
+        flown = [
+            (f, s) for f, s in work if self._flies(f, s) and f not in {e.folder for e in early}
+        ]
         alone = [(f, s) for f, s in work if not self._flies(f, s)]
         quota = quota and self.client.has_capability("QUOTA")
-        found: list[_Searched] = []
+        found: list[_Searched] = early
         for i in range(0, len(flown), FLIGHT_FOLDERS):
             last = i + FLIGHT_FOLDERS >= len(flown)
             found += self._search_flight(flown[i : i + FLIGHT_FOLDERS], quota and last)
@@ -204,18 +219,50 @@ class ImapSource:
             for batch in self.fetch(folder, state):
                 yield folder, batch
 
+    def _open_inbox(self) -> Folder:
+        """INBOX opened and its first search window searched in one round trip.
+
+        A small INBOX (one window) comes with the STATUS its EXAMINE told, its search done:
+        fetch_many fetches its matches with the other folders'. A big one comes without: the
+        caller fetches it at once (fetch), from its second window on. A search that needs a
+        literal, or a server that tells no UIDNEXT, leaves INBOX to be opened by fetch().
+        """
+        if self._search_literal:
+            return Folder("INBOX", "inbox")
+        words = _normalise_search_criteria(["UID", f"1:{SEARCH_WINDOW}", *self.criteria])
+        client = self.client
+        examined, searched = self._flight([b"EXAMINE INBOX", b"UID SEARCH " + b" ".join(words)])
+        client._checkok("examine", examined[0], examined[1])
+        info = client._process_select_response(examined[2])
+        client._imap.state, client._imap.is_readonly = "SELECTED", True
+        self._selected = "INBOX"
+        client._checkok("search", searched[0], searched[1])
+        hits = sorted(parse_message_list(searched[2].get("SEARCH", [None])))
+        opened = _Searched.of(Folder("INBOX", "inbox"), info, 1, hits)
+        if not opened.uidnext:
+            return opened.folder
+        if len(_windows(1, opened.uidnext)) == 1:
+            status = FolderStatus(opened.uidvalidity, opened.uidnext, opened.exists)
+            opened = replace(opened, folder=Folder("INBOX", "inbox", status))
+        self._early = opened
+        return opened.folder
+
+    def _take_early(self, folder: Folder) -> _Searched | None:
+        """INBOX as _open_inbox left it, once, if `folder` is that INBOX."""
+        early, self._early = self._early, None
+        if early is not None and early.folder == folder:
+            return early
+        self._early = early
+        return None
+
     def _flies(self, folder: Folder, state: FolderState) -> bool:
         """Whether the folder can be searched in a flight: its STATUS told its UIDs, the new
-        ones fit in one search window, and the search needs no literal (which waits for the
-        server's go-ahead)."""
+        ones fit in one search window, and the search needs no literal."""
         status = folder.status
         if status is None:
             return False
         start = state.last_uid + 1 if status.uidvalidity == state.uidvalidity else 1
-        words = _normalise_search_criteria(["UID", "1:*", *self.criteria])
-        return len(_windows(start, status.uidnext)) == 1 and all(
-            max(word, default=0) < 128 for word in words
-        )
+        return len(_windows(start, status.uidnext)) == 1 and not self._search_literal
 
     def _search_flight(
         self, work: list[tuple[Folder, FolderState]], quota: bool
@@ -315,30 +362,22 @@ class ImapSource:
     def _started_fetching(self, thread: threading.Thread) -> None:
         self._fetching = thread
 
-    def _batches(
-        self, folder: Folder, uidvalidity: int, uidnext: int, start: int, exists: int
-    ) -> Iterator[Batch]:
-        windows = _windows(start, uidnext) if exists else []
-        hits = self._window_hits(folder.name, windows)
+    def _batches(self, opened: _Searched, first: list[int] | None) -> Iterator[Batch]:
+        windows = _windows(opened.start, opened.uidnext) if opened.exists else []
+        hits = self._window_hits(opened.folder.name, windows, first)
         with contextlib.closing(hits):  # its extra connections are closed on any way out
-            yield from self._fetch_hits(folder, uidvalidity, uidnext, start, exists, windows, hits)
+            yield from self._fetch_hits(opened, windows, hits)
 
     def _fetch_hits(
-        self,
-        folder: Folder,
-        uidvalidity: int,
-        uidnext: int,
-        start: int,
-        exists: int,
-        windows: list[tuple[int, str]],
-        hits: Iterator[list[int]],
+        self, opened: _Searched, windows: list[tuple[int, str]], hits: Iterator[list[int]]
     ) -> Iterator[Batch]:
         """Fetch each window's matches in batches, each with the folder state it completes.
 
-        The last batch carries the folder's message count `exists` (EXAMINE's, as UIDNEXT).
+        The last batch carries the folder's message count (EXAMINE's, as UIDNEXT).
         """
-        count = exists if uidnext else None  # without UIDNEXT, last_uid is no count's moment
-        last_uid = max(start - 1, 0)
+        folder, uidvalidity, uidnext = opened.folder, opened.uidvalidity, opened.uidnext
+        count = opened.exists if uidnext else None  # without UIDNEXT, no count's moment
+        last_uid = max(opened.start - 1, 0)
         found = 0
         for index, uids in enumerate(hits):
             last = index == len(windows) - 1
@@ -366,9 +405,10 @@ class ImapSource:
         yield Batch((), uidvalidity, max(last_uid, uidnext - 1), total=found, exists=count)
 
     def _window_hits(
-        self, folder: str, windows: list[tuple[int, str]]
+        self, folder: str, windows: list[tuple[int, str]], first: list[int] | None = None
     ) -> Generator[list[int], None, None]:
-        """The matching UIDs of each window, in window order.
+        """The matching UIDs of each window, in window order (`first`: the first window's,
+        searched already).
 
         Several windows (a big folder's first scan) are searched on up to [scan]
         search_connections extra connections at once while this one fetches the matches.
@@ -376,7 +416,11 @@ class ImapSource:
         most of a first scan, runs on several cores; each message is still searched once.
         Without extra connections (refused, or none configured) the windows are searched here.
         """
-        helpers = self._open_helpers(folder, min(self.search_connections, len(windows) - 1))
+        count = min(self.search_connections, len(windows) - 1)
+        if first is not None and windows:
+            yield first
+            windows = windows[1:]
+        helpers = self._open_helpers(folder, count)
         if not helpers:
             for window in windows:
                 yield self._search(self.client, *window)
