@@ -272,11 +272,11 @@ def scan(
         with account_lock(repo.engine, account.name, config.lock_timeout) as got:
             if not got:
                 return AccountOutcome(account.name, skipped="held")
-            info = repo.account(account.name)
-            last = info.last_scan_at if info is not None else None
+            info = repo.sync_account(account)
+            last = info.last_scan_at
             if not config.lock_timeout and last is not None and last >= started:
                 return AccountOutcome(account.name, skipped="done")  # by another, this round
-            return _scan_account(run, account)
+            return _scan_account(run, account, info)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(claimed, chosen))
@@ -291,10 +291,10 @@ def scan(
     return result
 
 
-def _scan_account(run: ScanRun, account: Account) -> AccountOutcome:
+def _scan_account(run: ScanRun, account: Account, info: AccountInfo) -> AccountOutcome:
+    """Scan one account (`info`: its row as the run found it); never raise."""
     outcome = AccountOutcome(account.name)
     repo = run.repo
-    repo.sync_account(account)
     source = None
     try:
         source = run.opener(account, run.config, run.rules)
@@ -312,19 +312,19 @@ def _scan_account(run: ScanRun, account: Account) -> AccountOutcome:
                 scanning.take_all((folder, batch) for batch in source.fetch(folder, state))
             else:
                 work.append((folder, state))
-        info = repo.account(account.name)
         fresh = _quota_fresh(info, run.config)
         scanning.take_all(source.fetch_many(work, quota=bool(work) or not fresh))
         scanning.check_removed()
         # Every folder was read: the mail of those gone from the list is gone from there.
         scanned = {name for name, _, _ in outcome.folders}
-        changed = repo.prune_folders(account.name, scanned) > 0 or scanning.changed
+        pruned = repo.prune_folders(account.name, scanned) if set(states) - scanned else 0
+        changed = pruned > 0 or scanning.changed
         outcome.folders = [(n, r, scanning.fetched(n)) for n, r, _ in outcome.folders]
         if changed or not fresh:
             quota = source.quota()
             repo.set_quota(account.name, quota)
         else:
-            quota = info.quota if info is not None else None
+            quota = info.quota
         outcome.quota_ratio = quota.ratio if quota else None
     except Exception as exc:  # unreachable host, refused login, dropped connection, bad path
         outcome.error = describe_error(exc, account, run.config.timeout)
@@ -339,14 +339,14 @@ def _scan_account(run: ScanRun, account: Account) -> AccountOutcome:
     return outcome
 
 
-def _quota_fresh(info: AccountInfo | None, config: Config) -> bool:
+def _quota_fresh(info: AccountInfo, config: Config) -> bool:
     """Whether the stored mailbox usage is recent enough to keep while no folder changed.
 
     Usage only moves when messages come or go, so a reading younger than [scan]
     quota_max_age_minutes is kept: on Dovecot GETQUOTAROOT opens every folder's index
     (~60 ms at 100,000 messages), most of a rescan that finds nothing new.
     """
-    if info is None or info.quota_checked_at is None:
+    if info.quota_checked_at is None:
         return False
     from .store.repo import now
 

@@ -431,3 +431,69 @@ def test_quota_asked_every_scan_with_max_age_zero(server, tmp_path):
     server.set_quota(user, 100 * 1024)
     assert run.scan().accounts[0].quota_ratio < 0.1
     assert run.paths() == {user.name: "register"}
+
+
+def test_status_lines_read_as_imapclient_reads_them():
+    """parse_statuses' fast path for the usual line agrees with imapclient's parser, and a
+    name sent as a literal still goes through the latter."""
+    from imapclient.imap_utf7 import decode
+    from imapclient.response_parser import parse_response
+
+    from gmis_mailscan.sources import FolderStatus
+    from gmis_mailscan.sources.imap import parse_statuses
+
+    lines = [
+        b'"Dept01/2016" (UIDNEXT 68 UIDVALIDITY 1796288410 MESSAGES 66)',
+        b"INBOX (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 5)",
+        b'"a\\"b\\\\c" (uidnext 2 uidvalidity 3 messages 1)',
+        b"&j,dg0TDhMPww6w- (UIDNEXT 2 UIDVALIDITY 3 MESSAGES 1)",
+        b"2024 (UIDNEXT 9 UIDVALIDITY 3 MESSAGES 8)",
+        b"Partial (UIDNEXT 9)",  # incomplete: left out, the folder is opened
+    ]
+    literal = [(b"{7}", b"Sp ace)"), b" (UIDNEXT 4 UIDVALIDITY 3 MESSAGES 2)"]
+    parsed = parse_response(lines)
+    reference = {}
+    for name, items in zip(parsed[::2], parsed[1::2], strict=True):
+        values = {bytes(k).upper(): v for k, v in zip(items[::2], items[1::2], strict=True)}
+        if len(values) == 3:
+            key = decode(name) if isinstance(name, bytes) else str(name)
+            reference[key] = FolderStatus(
+                values[b"UIDVALIDITY"], values[b"UIDNEXT"], values[b"MESSAGES"]
+            )
+    assert parse_statuses(lines) == reference
+    assert reference == {
+        "Dept01/2016": FolderStatus(1796288410, 68, 66),
+        "INBOX": FolderStatus(5, 1, 0),
+        'a"b\\c': FolderStatus(3, 2, 1),
+        "迷惑メール": FolderStatus(3, 2, 1),
+        "2024": FolderStatus(3, 9, 8),
+    }
+    assert parse_statuses(lines + literal)["Sp ace)"] == FolderStatus(3, 4, 2)
+
+
+def test_list_lines_read_as_imapclient_reads_them():
+    """parse_listing's fast path gives what IMAPClient.list_folders gives, literal or not."""
+    from imapclient import IMAPClient
+
+    from gmis_mailscan.sources.imap import parse_listing
+
+    lines = [
+        b'(\\HasNoChildren) "/" INBOX',
+        b'(\\HasNoChildren \\Junk) "/" "&j,dg0TDhMPww6w-"',
+        b'(\\HasChildren \\Noselect) "." "Dept\\\\01 \\"x\\""',
+        b"() NIL 2024",
+        b'(\\Sent) "/" "Sent Items"',
+    ]
+    literal = [(b'(\\HasNoChildren) "/" {7}', b"Sp ace)"), b""]
+    reference = IMAPClient.__new__(IMAPClient)  # its LIST reading needs no connection
+    reference.folder_encode = True
+    for given in (lines, lines + literal):
+        expected = [(f, d, str(n)) for f, d, n in reference._proc_folder_list(list(given))]
+        assert parse_listing(list(given)) == expected
+    assert [n for _, _, n in parse_listing(lines)] == [
+        "INBOX",
+        "迷惑メール",
+        'Dept\\01 "x"',
+        "2024",
+        "Sent Items",
+    ]

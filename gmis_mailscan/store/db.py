@@ -40,7 +40,10 @@ def connect(url: str, *, migrate: bool = True) -> Engine:
         raise DatabaseError(f"[database] url is not a database URL: {url!r}") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
+    # A server's connection may have been closed under the pool (a restart, an idle timeout):
+    # checked before use. A SQLite file has no such connection, and the check costs a query.
+    sqlite = parsed.get_backend_name() == "sqlite"
+    engine = create_engine(url, pool_pre_ping=not sqlite)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:

@@ -98,12 +98,14 @@ class Repo:
 
     # accounts -----------------------------------------------------------------------------
 
-    def sync_account(self, account: Account) -> None:
-        """Create the account row, or refresh what the config says of it."""
+    def sync_account(self, account: Account) -> AccountInfo:
+        """Create the account row, or refresh what the config says of it; return the row."""
         with self._writing() as s:
             row = self._account(s, account.name, create=True)
             row.institution = account.institution
             row.address = account.address
+            self._account_ids[account.name] = row.id
+            return _account_info(row)
 
     def account(self, name: str) -> AccountInfo | None:
         with Session(self.engine) as s:
@@ -126,9 +128,11 @@ class Repo:
 
     def finish_account(self, name: str, error: str | None) -> None:
         with self._writing() as s:
-            row = self._account(s, name)
-            row.last_scan_at = now()
-            row.last_error = error
+            s.execute(
+                update(AccountRow)
+                .where(AccountRow.id == self._account_id(s, name))
+                .values(last_scan_at=now(), last_error=error)
+            )
 
     # folders and messages -----------------------------------------------------------------
 
@@ -138,11 +142,11 @@ class Repo:
     def folder_states(self, account: str) -> dict[str, FolderState]:
         """Every folder's state of an account in two queries: read once per scan."""
         with Session(self.engine) as s:
-            acc = self._account(s, account)
+            acc_id = self._account_id(s, account)
             known: dict[str, set[str]] = {}
             for folder, locator in s.execute(
                 select(LocationRow.folder, LocationRow.locator).where(
-                    LocationRow.account_id == acc.id, LocationRow.removed_at.is_(None)
+                    LocationRow.account_id == acc_id, LocationRow.removed_at.is_(None)
                 )
             ):
                 known.setdefault(folder, set()).add(locator)
@@ -159,7 +163,7 @@ class Repo:
                         FolderRow.uidvalidity,
                         FolderRow.last_uid,
                         FolderRow.messages,
-                    ).where(FolderRow.account_id == acc.id)
+                    ).where(FolderRow.account_id == acc_id)
                 )
             }
             for folder, locators in known.items():  # placed there, its folder never stored
@@ -323,11 +327,11 @@ class Repo:
         warning. A folder of the same name created later is scanned from its first UID.
         """
         with self._writing() as s:
-            acc = self._account(s, account)
+            acc_id = self._account_id(s, account)
             gone = s.execute(
                 update(LocationRow)
                 .where(
-                    LocationRow.account_id == acc.id,
+                    LocationRow.account_id == acc_id,
                     LocationRow.folder.not_in(scanned),
                     LocationRow.removed_at.is_(None),
                 )
@@ -335,7 +339,7 @@ class Repo:
             )
             s.execute(
                 delete(FolderRow).where(
-                    FolderRow.account_id == acc.id, FolderRow.name.not_in(scanned)
+                    FolderRow.account_id == acc_id, FolderRow.name.not_in(scanned)
                 )
             )
             return cast(CursorResult[Any], gone).rowcount or 0
