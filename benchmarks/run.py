@@ -35,15 +35,18 @@ import workload  # noqa: E402
 from proxy import CountingProxy  # noqa: E402
 from server import PersistentDovecot  # noqa: E402
 
-CONTESTANTS = ("imap_tools", "ours", "imapclient", "ours_par")
+CONTESTANTS = ("imap_tools", "ours", "imapclient", "ours_par", "ours_inline")
 LABELS = {
     "imap_tools": "imap-tools script",
     "imapclient": "bare imapclient script",
     "ours": "gmis-mailscan scan",
     "ours_par": "gmis-mailscan scan, search_connections = 2",
+    "ours_inline": "gmis-mailscan scan, no read-ahead thread (IMAP inline)",
 }
 #: [scan] settings of each gmis-mailscan variant (the defaults, and 2 extra search connections)
-SCAN_SETTINGS = {"ours": {}, "ours_par": {"search_connections": 2}}
+SCAN_SETTINGS = {"ours": {}, "ours_par": {"search_connections": 2}, "ours_inline": {}}
+#: Variants whose worker runs the IMAP side in line with the parsing (worker.py: inline)
+INLINE = {"ours_inline"}
 #: IMAP sessions a variant opens on the big mailbox (INBOX is searched in 10 windows)
 SESSIONS = {"ours_par": 3}
 PEER_FOLDERS = ["INBOX", "Junk"]
@@ -187,6 +190,7 @@ folders = "auto"
             "mode": "ours",
             "config": str(self.config(users, db, port, SCAN_SETTINGS[variant])),
             "prepare_db": first,
+            "inline": variant in INLINE,
         }
         sessions = len(users) - 1 + SESSIONS.get(variant, 1) if first else len(users)
         result = self.job(job, sessions=sessions, spy=profile, users=users)

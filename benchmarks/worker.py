@@ -35,11 +35,13 @@ def run_peer(job: dict) -> dict:
 def run_ours(job: dict) -> dict:
     from gmis_mailscan import cli
     from gmis_mailscan.config import load_config
-    from gmis_mailscan.sources import imap  # noqa: F401  (imported lazily by the scan)
+    from gmis_mailscan.sources import imap  # imported lazily by the scan
     from gmis_mailscan.store.db import connect
 
     __import__("sqlalchemy.dialects.sqlite")  # the driver SQLAlchemy loads at the first connect
 
+    if job.get("inline"):  # is the read-ahead thread still worth it? (issue #11)
+        imap._ahead = lambda batches, stop, started, depth=2: batches
     if job.get("prepare_db"):  # `gmis-mailscan db upgrade`, done once at installation
         connect(load_config(Path(job["config"])).database_url).dispose()
     args = ["-c", job["config"], "scan"]

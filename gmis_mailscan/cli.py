@@ -155,7 +155,9 @@ def _rules_and_repo(config: Config, migrate: bool = True) -> tuple[Rules, Repo]:
 
     try:
         rules = load_rules(config.rules_dir)
-        repo = Repo(connect(config.database_url, migrate=migrate))
+        repo = Repo(
+            connect(config.database_url, migrate=migrate, accounts_at_once=config.concurrency)
+        )
     except TomlError as exc:
         fail(str(exc))
     except DatabaseError as exc:  # the [database] url of this config file

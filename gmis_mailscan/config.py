@@ -101,7 +101,7 @@ class Config:
     rules_dir: Path | None = None
     batch_size: int = 50
     timeout: float = 30.0
-    concurrency: int = 4
+    concurrency: int = 20
     search_connections: int = 0  # extra IMAP connections searching a big folder
     lock_timeout: float = 0.0
     dkim: bool = False
@@ -171,7 +171,7 @@ def load_config(path: Path) -> Config:
         rules_dir=_resolve(base, rules_dir) if rules_dir else None,
         batch_size=_integer(scan, "batch_size", 50),
         timeout=float(_integer(scan, "timeout", 30)),
-        concurrency=_integer(scan, "concurrency", 4),
+        concurrency=_integer(scan, "concurrency", Config.concurrency),
         search_connections=_integer(scan, "search_connections", 0, zero_ok=True),
         lock_timeout=scan.get("lock_timeout", float, 0.0),
         dkim=verify.get("dkim", bool, False),

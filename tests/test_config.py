@@ -36,7 +36,7 @@ def test_example_config_loads():
     config = load_config(REPO / "config.example.toml")
     assert config.database_url == f"sqlite:///{REPO / 'gmis-mailscan.sqlite3'}"
     assert config.quota_full_ratio == 0.9
-    assert (config.batch_size, config.timeout, config.concurrency) == (50, 30.0, 4)
+    assert (config.batch_size, config.timeout, config.concurrency) == (50, 30.0, 20)
     assert (config.quota_max_age, config.search_connections) == (3600, 0)
     [account] = config.accounts
     assert account.name == "sakura-hospital"

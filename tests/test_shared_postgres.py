@@ -94,3 +94,35 @@ def test_two_scanners_share_ten_accounts(mailboxes, postgres_url, tmp_path):
     direct = _config(tmp_path, "direct", url, mailboxes, server.imap_port)
     assert run_scan(direct).status == "ok"
     assert report(shared) == report(direct)
+
+
+def test_twenty_accounts_at_once_each_hold_their_lock(mailboxes, postgres_url, tmp_path):
+    """[scan] concurrency = 20 on PostgreSQL: 20 accounts inside their lock at the same time
+    (a connection each) still find connections to write with. A pool of SQLAlchemy's default
+    size (15 at most) would leave them all waiting for one another."""
+    server, users = mailboxes
+    tls = {"security": "tls", "ca_file": str(server.ca_file)}
+    with TcpProxy(server.imaps_port) as proxy:
+        accounts = [
+            imap_account(server, u, tmp_path, proxy.port, name=f"{u.name}-{i}", **tls)
+            for i in (1, 2)
+            for u in users
+        ]
+        config = write_config(
+            tmp_path / "twenty.toml", postgres_url, accounts, scan={"concurrency": 20}
+        )
+        proxy.pause()
+        proc = cli_popen(config, "scan")
+        try:
+            deadline = time.monotonic() + WAIT
+            while proxy.connections < 2 * ACCOUNTS:  # all 20 locked and connecting at once
+                assert time.monotonic() < deadline, f"{proxy.connections} of 20 connected"
+                assert proc.poll() is None
+                time.sleep(0.01)
+            proxy.resume()
+            out, err = proc.communicate(timeout=WAIT)
+        finally:
+            proxy.resume()
+            reap([proc], WAIT)
+    assert proc.returncode == 0, err
+    assert len(re.findall(r": 1 fetched, ", out)) == 2 * ACCOUNTS, out

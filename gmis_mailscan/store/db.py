@@ -32,8 +32,13 @@ class DatabaseError(RuntimeError):
     """The database cannot be opened or upgraded; str() says which and why."""
 
 
-def connect(url: str, *, migrate: bool = True) -> Engine:
-    """An engine for `url`, schema upgraded to the latest migration unless told otherwise."""
+def connect(url: str, *, migrate: bool = True, accounts_at_once: int = 4) -> Engine:
+    """An engine for `url`, schema upgraded to the latest migration unless told otherwise.
+
+    On a database server each account scanned at once holds a connection for its lock (see
+    account_lock) and takes another to write: the pool keeps room for both, for
+    `accounts_at_once` accounts ([scan] concurrency), and opens them only when needed.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -42,8 +47,10 @@ def connect(url: str, *, migrate: bool = True) -> Engine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     # A server's connection may have been closed under the pool (a restart, an idle timeout):
     # checked before use. A SQLite file has no such connection, and the check costs a query.
-    sqlite = parsed.get_backend_name() == "sqlite"
-    engine = create_engine(url, pool_pre_ping=not sqlite)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=2 * accounts_at_once + 1)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:
