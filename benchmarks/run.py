@@ -35,6 +35,8 @@ import workload  # noqa: E402
 from proxy import CountingProxy  # noqa: E402
 from server import PersistentDovecot  # noqa: E402
 
+from gmis_mailscan.config import Config  # noqa: E402
+
 CONTESTANTS = ("imap_tools", "ours", "imapclient", "ours_par", "ours_inline")
 LABELS = {
     "imap_tools": "imap-tools script",
@@ -508,7 +510,7 @@ def figures(res: dict) -> list[dict]:
             {
                 "id": f"g_{temp}",
                 "figure": f"{g['accounts']} accounts in one run vs 1 account, {temp} "
-                "([scan] concurrency = 4, the default)",
+                f"([scan] concurrency = {Config.concurrency}, the default)",
                 "measured": f"{many:.2f} s vs {one:.2f} s = **{many / one:.2f}×**",
                 "goal": "≤ 3×",
                 "met": many / one <= 3,

@@ -206,8 +206,10 @@ class ImapSource:
         of EXAMINE + UID SEARCH for up to FLIGHT_FOLDERS folders, the answers read in order.
         The matches are then fetched in flights of up to batch_size messages (EXAMINE +
         UID FETCH per folder). When `quota`, GETQUOTAROOT rides on the last search flight
-        (quota() then answers from it). Yields (folder, batch): the folders without matches first, one final
-        empty batch each, then those with matches, then those that need fetch() alone.
+        (quota() then answers from it), unless a big folder is still to be opened: on Dovecot
+        every open after it is slower. Yields (folder, batch): the folders without matches
+        first, one final empty batch each, then those with matches, then those that need
+        fetch() alone.
         """
         self._flight_quota = None
         early = [e for e in (self._take_early(f) for f, _ in work) if e is not None]
@@ -215,7 +217,7 @@ class ImapSource:
             (f, s) for f, s in work if self._flies(f, s) and f not in {e.folder for e in early}
         ]
         alone = [(f, s) for f, s in work if not self._flies(f, s)]
-        quota = quota and self.client.has_capability("QUOTA")
+        quota = quota and not alone and self.client.has_capability("QUOTA")
         found: list[_Searched] = early
         for i in range(0, len(flown), FLIGHT_FOLDERS):
             last = i + FLIGHT_FOLDERS >= len(flown)
