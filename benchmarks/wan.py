@@ -61,7 +61,7 @@ BEFORE = {
 ACCOUNT_RUNS = (
     ("rescan_1_accounts", 1, None),
     ("rescan_20_accounts", 20, None),
-    ("rescan_20_accounts_c20", 20, 20),
+    ("rescan_20_accounts_c4", 20, 4),
 )
 DEFAULT = Config.concurrency
 LABELS = {
@@ -191,7 +191,10 @@ def _serve(target_port: int, conn) -> None:
     proxy = LatencyProxy(target_port)
     conn.send(proxy.port)
     while True:
-        command, value = conn.recv()
+        try:
+            command, value = conn.recv()
+        except EOFError:  # the benchmark is over
+            return
         if command == "delay" and value is not None:
             proxy.delay = value
         elif command == "reset":
@@ -340,7 +343,7 @@ class Wan:
 
     def accounts20(self, server: DovecotServer, box: dict) -> dict:
         """Rescan of 20 accounts at 50 ms (first scanned at 0 ms) against 1 account, with
-        the default [scan] concurrency and with one thread per account."""
+        the default [scan] concurrency and with the old default, 4."""
         user = box["user"]
         proxy = ProxyProcess(server.imap_port)
         out: dict = {}
@@ -388,7 +391,7 @@ def render(res: dict) -> str:
         ("nols_ours_first@50", "first scan, server without LIST-STATUS, 50 ms"),
         ("rescan_1_accounts@50", "rescan, 1 account, 50 ms"),
         ("rescan_20_accounts@50", f"rescan, 20 accounts (default concurrency {DEFAULT}), 50 ms"),
-        ("rescan_20_accounts_c20@50", "rescan, 20 accounts (concurrency 20), 50 ms"),
+        ("rescan_20_accounts_c4@50", "rescan, 20 accounts (concurrency 4, the old default), 50 ms"),
     ):
         s = r[key]
         lines.append(
@@ -424,8 +427,6 @@ def goals(res: dict) -> list[str]:
                                              if k.startswith("ours")), 0, "0"),
         ("20 accounts / 1 account, rescan at 50 ms, default concurrency",
          t("rescan_20_accounts@50") / t("rescan_1_accounts@50"), 2, "≤ 2×"),
-        ("same, concurrency 20", t("rescan_20_accounts_c20@50") / t("rescan_1_accounts@50"), 2,
-         "≤ 2×"),
         ("rescan / first scan at 50 ms", t("ours_rescan@50") / t("ours_first@50"), 0.05,
          "≤ 0.05"),
     ]  # fmt: skip

@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def run_peer(job: dict) -> dict:
+    import imap_tools  # noqa: F401  (the scripts import them when they run)
+    import imapclient  # noqa: F401
     import peers
 
     script = {"imap_tools": peers.imap_tools_script, "imapclient": peers.imapclient_script}
@@ -32,6 +34,18 @@ def run_peer(job: dict) -> dict:
     return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu0, "fetched": len(found)}
 
 
+#: What `gmis-mailscan scan` imports inside the command (cli.py keeps --help light): imported
+#: before the clock, as every other contestant's modules are.
+SCAN_IMPORTS = (
+    "gmis_mailscan.scan",
+    "gmis_mailscan.status",
+    "gmis_mailscan.notify",
+    "gmis_mailscan.store.repo",
+    "gmis_mailscan.sources.local",
+    "rich.progress",
+)
+
+
 def run_ours(job: dict) -> dict:
     from gmis_mailscan import cli
     from gmis_mailscan.config import load_config
@@ -39,6 +53,8 @@ def run_ours(job: dict) -> dict:
     from gmis_mailscan.store.db import connect
 
     __import__("sqlalchemy.dialects.sqlite")  # the driver SQLAlchemy loads at the first connect
+    for module in SCAN_IMPORTS:  # the scan command imports these when it runs, not at start
+        __import__(module)
 
     if job.get("inline"):  # is the read-ahead thread still worth it? (issue #11)
         imap._ahead = lambda batches, stop, started, depth=2: batches
