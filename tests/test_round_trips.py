@@ -224,3 +224,27 @@ def _name(line: str) -> str:
     """A command line's name as session_commands gives it ("UID SEARCH", "EXAMINE")."""
     words = line.split()
     return " ".join(words[1:3] if words[1] == "UID" else words[1:2]).upper()
+
+
+def test_quota_is_asked_after_a_big_folder_not_before(server, tmp_path, monkeypatch):
+    """A folder of several search windows is opened alone, after the flights: GETQUOTAROOT
+    then waits until it is read (on Dovecot every open after GETQUOTAROOT is slower)."""
+    from gmis_mailscan.scan import scan
+    from gmis_mailscan.sources import imap
+
+    monkeypatch.setattr(imap, "SEARCH_WINDOW", 2)
+    user = server.new_user("bigfolder", quota_kib=10240, folders=("Big", "Small"))
+    for n in range(5):
+        server.append(user, "Big", mailfactory.build("account_notice", institution=f"病院{n}"))
+    server.append(user, "Small", mailfactory.build("user_confirmation"))
+    run = Run(write_config(tmp_path, account_toml(server, user, tmp_path)))
+    sockets: list[Writes] = []
+    outcome = scan(run.config, run.rules, run.repo, opener=recording_opener(sockets)).accounts[0]
+    assert (outcome.ok, outcome.fetched) == (True, 6), outcome.error
+    assert outcome.quota_ratio is not None
+    lines = b"".join(sockets[0].writes).decode().splitlines()
+    names = [_name(line) for line in lines]
+    big = [i for i, line in enumerate(lines) if line.endswith(' EXAMINE "Big"')]
+    assert len(big) == 1 and names.count("GETQUOTAROOT") == 1
+    assert big[0] < names.index("GETQUOTAROOT") == len(names) - 2  # then LOGOUT
+    assert names[big[0] + 1 :].count("UID SEARCH") == 3  # windows 1:2, 3:4, 5:*
