@@ -262,9 +262,14 @@ def scan(
     chosen = list(config.accounts if accounts is None else accounts)
     started = now()
     run = ScanRun(
-        config, rules, repo, verify_policy(config, rules), progress or Progress(), opener,
-        repo.start_run(),
-    )  # fmt: skip
+        config=config,
+        rules=rules,
+        repo=repo,
+        policy=verify_policy(config, rules),
+        progress=progress or Progress(),
+        opener=opener,
+        run_id=repo.start_run(),
+    )
     workers = max(1, min(config.concurrency, len(chosen)))
 
     def claimed(account: Account) -> AccountOutcome:
