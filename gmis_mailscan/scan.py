@@ -366,7 +366,7 @@ class FolderScan:
     folder: Folder
     state: FolderState
     fetched: int = 0
-    changed: bool = False  # new UIDs, a new UIDVALIDITY, or known messages gone
+    changed: bool = field(init=False)  # new UIDs, a new UIDVALIDITY, or known messages gone
     seen: set[str] = field(default_factory=set)  # locators fetched now: there
     end: Batch | None = None  # the last batch taken
 

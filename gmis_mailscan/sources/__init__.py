@@ -49,6 +49,10 @@ class FolderState:
             and status.messages == self.messages
         )
 
+    def first_new_uid(self, uidvalidity: int | None) -> int:
+        """The first UID to search in a folder of this UIDVALIDITY: all of it if renumbered."""
+        return self.last_uid + 1 if uidvalidity == self.uidvalidity else 1
+
     def may_have_lost(self, uidvalidity: int | None, last_uid: int, messages: int | None) -> bool:
         """Can a message stored before be gone from the folder, seen its new state?
 

@@ -54,6 +54,8 @@ SEARCH_WINDOW = 10_000
 #: What a rescan asks of every known folder instead of opening it (see FolderState.unchanged).
 _STATUS = "(UIDNEXT UIDVALIDITY MESSAGES)"
 StatusMap = dict[str, FolderStatus]
+#: One command's answer in a flight: its type, data and the untagged responses before it.
+Reply = tuple[str, list, dict]
 #: An untagged STATUS response's text whose folder name is a quoted string or an atom.
 _STATUS_LINE = re.compile(rb'(?:"((?:[^"\\]|\\.)*)"|([^\s"(){]+)) \(([A-Za-z0-9 ]*)\)')
 _UNQUOTE = re.compile(rb"\\(.)")
@@ -109,10 +111,10 @@ class ImapSource:
         self.sent_names = rules.sent_names
         self.archive_names = rules.archive_names
         self.criteria = search_criteria(rules)
-        words = _normalise_search_criteria(["UID", "1:*", *self.criteria])
-        #: Whether the search needs a literal, which waits for the server's go-ahead: such a
-        #: command cannot share a flight.
-        self._search_literal = any(max(word, default=0) > 127 for word in words)
+        #: The criteria as sent after "UID SEARCH UID n:m"; one that needs a literal (which
+        #: waits for the server's go-ahead) cannot share a flight.
+        self._search_words = b" ".join(_normalise_search_criteria(self.criteria))
+        self._search_literal = max(self._search_words, default=0) > 127
         self.batch_size = config.batch_size
         self.timeout = config.timeout
         self.search_connections = config.search_connections
@@ -191,7 +193,7 @@ class ImapSource:
         first = opened.uids if opened is not None else None
         if opened is None:
             info = self._select(folder.name)
-            start = state.last_uid + 1 if int(info[b"UIDVALIDITY"]) == state.uidvalidity else 1
+            start = state.first_new_uid(int(info[b"UIDVALIDITY"]))
             opened = _Searched.of(folder, info, start, [])
         self._stop_fetching.clear()
         batches = self._batches(opened, first)
@@ -213,10 +215,11 @@ class ImapSource:
         """
         self._flight_quota = None
         early = [e for e in (self._take_early(f) for f, _ in work) if e is not None]
-        flown = [
-            (f, s) for f, s in work if self._flies(f, s) and f not in {e.folder for e in early}
-        ]
-        alone = [(f, s) for f, s in work if not self._flies(f, s)]
+        flown: list[tuple[Folder, FolderState]] = []
+        alone: list[tuple[Folder, FolderState]] = []
+        for folder, state in work:
+            if not any(e.folder == folder for e in early):
+                (flown if self._flies(folder, state) else alone).append((folder, state))
         quota = quota and not alone and self.client.has_capability("QUOTA")
         found: list[_Searched] = early
         for i in range(0, len(flown), FLIGHT_FOLDERS):
@@ -240,16 +243,11 @@ class ImapSource:
         """
         if self._search_literal:
             return Folder("INBOX", "inbox")
-        words = _normalise_search_criteria(["UID", f"1:{SEARCH_WINDOW}", *self.criteria])
-        client = self.client
-        examined, searched = self._flight([b"EXAMINE INBOX", b"UID SEARCH " + b" ".join(words)])
-        client._checkok("examine", examined[0], examined[1])
-        info = client._process_select_response(examined[2])
-        client._imap.state, client._imap.is_readonly = "SELECTED", True
-        self._selected = "INBOX"
-        client._checkok("search", searched[0], searched[1])
-        hits = sorted(parse_message_list(searched[2].get("SEARCH", [None])))
-        opened = _Searched.of(Folder("INBOX", "inbox"), info, 1, hits)
+        examined, searched = self._flight(
+            [b"EXAMINE INBOX", self._search_command(1, SEARCH_WINDOW)]
+        )
+        info = self._examined("INBOX", examined)
+        opened = _Searched.of(Folder("INBOX", "inbox"), info, 1, self._matches(searched, 1))
         if not opened.uidnext:
             return opened.folder
         if len(_windows(1, opened.uidnext)) == 1:
@@ -260,20 +258,19 @@ class ImapSource:
 
     def _take_early(self, folder: Folder) -> _Searched | None:
         """INBOX as _open_inbox left it, once, if `folder` is that INBOX."""
-        early, self._early = self._early, None
-        if early is not None and early.folder == folder:
-            return early
-        self._early = early
-        return None
+        early = self._early
+        if early is None or early.folder != folder:
+            return None
+        self._early = None
+        return early
 
     def _flies(self, folder: Folder, state: FolderState) -> bool:
         """Whether the folder can be searched in a flight: its STATUS told its UIDs, the new
         ones fit in one search window, and the search needs no literal."""
         status = folder.status
-        if status is None:
+        if status is None or self._search_literal:
             return False
-        start = state.last_uid + 1 if status.uidvalidity == state.uidvalidity else 1
-        return len(_windows(start, status.uidnext)) == 1 and not self._search_literal
+        return len(_windows(state.first_new_uid(status.uidvalidity), status.uidnext)) == 1
 
     def _search_flight(
         self, work: list[tuple[Folder, FolderState]], quota: bool
@@ -283,17 +280,14 @@ class ImapSource:
         A folder that cannot be opened (deleted since the LIST) fails the account's scan
         once the whole flight has been read, so the connection stays in step.
         """
-        client = self.client
         starts = []
         commands = []
         for folder, state in work:
             assert folder.status is not None  # see _flies
-            same = folder.status.uidvalidity == state.uidvalidity
-            starts.append(state.last_uid + 1 if same else 1)
-            words = _normalise_search_criteria(["UID", f"{starts[-1]}:*", *self.criteria])
+            starts.append(state.first_new_uid(folder.status.uidvalidity))
             commands += [
-                b"EXAMINE " + client._normalise_folder(folder.name),
-                b"UID SEARCH " + b" ".join(words),
+                b"EXAMINE " + self.client._normalise_folder(folder.name),
+                self._search_command(starts[-1]),
             ]
         if quota:
             commands.append(_GETQUOTAROOT)
@@ -301,20 +295,14 @@ class ImapSource:
         if quota:  # Dovecot runs it beside the SEARCH before it: its lines may come first
             lines = [line for *_, untagged in replies for line in untagged.get("QUOTA", [])]
             self._flight_quota = (_quota(replies.pop()[0], lines),)
-        if work:
-            imap = client._imap
-            imap.state, imap.is_readonly = "SELECTED", True
-            self._selected = work[-1][0].name
-        found = []
-        for (folder, _), start, examined, searched in zip(
-            work, starts, replies[::2], replies[1::2], strict=True
-        ):
-            client._checkok("examine", examined[0], examined[1])
-            info = client._process_select_response(examined[2])
-            client._checkok("search", searched[0], searched[1])
-            hits = parse_message_list(searched[2].get("SEARCH", [None]))
-            found.append(_Searched.of(folder, info, start, sorted(u for u in hits if u >= start)))
-        return found
+        return [
+            _Searched.of(
+                folder, self._examined(folder.name, examined), start, self._matches(searched, start)
+            )
+            for (folder, _), start, examined, searched in zip(
+                work, starts, replies[::2], replies[1::2], strict=True
+            )
+        ]
 
     def _fetch_flights(self, found: list[_Searched]) -> Iterator[tuple[Folder, Batch]]:
         """Fetch the matches of searched folders, up to batch_size messages a flight.
@@ -342,9 +330,7 @@ class ImapSource:
             replies = iter(self._flight(commands))
             for (one, uids), opened in zip(flight, opens, strict=True):
                 if opened:
-                    typ, data, untagged = next(replies)
-                    client._checkok("examine", typ, data)
-                    info = client._process_select_response(untagged)
+                    info = self._examined(one.folder.name, next(replies))
                     if int(info[b"UIDVALIDITY"]) != one.uidvalidity:
                         raise SourceError(
                             f"{one.folder.name}: renumbered (new UIDVALIDITY) during the scan; "
@@ -360,7 +346,28 @@ class ImapSource:
                 )
                 yield one.folder, one.batch(messages, final=uids[-1] == one.uids[-1], last=uids[-1])
 
-    def _flight(self, commands: list[bytes]) -> list[tuple[str, list, dict]]:
+    def _search_command(self, low: int, high: int | None = None) -> bytes:
+        """UID SEARCH of the UIDs from `low` (to `high`, else to the last) by the criteria."""
+        uids = f"{low}:{high if high is not None else '*'}".encode()
+        return b"UID SEARCH UID " + uids + b" " + self._search_words
+
+    def _examined(self, name: str, reply: Reply) -> dict:
+        """An EXAMINE's reply from a flight → its answer as select_folder gives it; the
+        folder is now the one open (read-only)."""
+        typ, data, untagged = reply
+        self.client._checkok("examine", typ, data)
+        self.client._imap.state, self.client._imap.is_readonly = "SELECTED", True
+        self._selected = name
+        return self.client._process_select_response(untagged)
+
+    def _matches(self, reply: Reply, low: int) -> list[int]:
+        """A UID SEARCH's reply from a flight → the matching UIDs from `low`, in order
+        (n:* always includes the last UID, even below n)."""
+        typ, data, untagged = reply
+        self.client._checkok("search", typ, data)
+        return sorted(u for u in parse_message_list(untagged.get("SEARCH", [None])) if u >= low)
+
+    def _flight(self, commands: list[bytes]) -> list[Reply]:
         """Send `commands` in one write; each one's type, data and untagged responses."""
         imap = self.client._imap
         imap.untagged_responses = {}
@@ -697,10 +704,16 @@ def parse_listing(lines: list, utf7: bool = True) -> list[tuple]:
     out = []
     for match in cast(list[re.Match], matches):
         flags, delim, quoted, atom = match.groups()
-        name = _UNQUOTE.sub(rb"\1", quoted) if quoted is not None else atom
-        delim = _UNQUOTE.sub(rb"\1", delim) if delim is not None else None
-        out.append((tuple(flags.split()), delim, _folder_name(name, utf7)))
+        delim = _unquoted(delim) if delim is not None else None
+        out.append((tuple(flags.split()), delim, _folder_name(_unquoted(quoted, atom), utf7)))
     return out
+
+
+def _unquoted(quoted: bytes | None, atom: bytes | None = None) -> bytes:
+    """A quoted string's text (backslash escapes undone), else the atom."""
+    if quoted is None:
+        return cast(bytes, atom)
+    return _UNQUOTE.sub(rb"\1", quoted)
 
 
 def _folder_name(name: object, utf7: bool) -> str:
@@ -723,9 +736,9 @@ def parse_statuses(lines: list, utf7: bool = True) -> StatusMap:
         match = _STATUS_LINE.fullmatch(line) if isinstance(line, bytes) else None
         if match is not None:
             quoted, atom, items = match.groups()
-            name = _UNQUOTE.sub(rb"\1", quoted) if quoted is not None else atom
             words = items.split()
-            _status(out, name, list(zip(words[::2], words[1::2], strict=False)), utf7)
+            pairs = list(zip(words[::2], words[1::2], strict=False))
+            _status(out, _unquoted(quoted, atom), pairs, utf7)
         elif line not in (b"", None):
             general.append(line)
     parsed = parse_response(general) if general else []
